@@ -1,0 +1,1 @@
+"""Host-specific backends: :mod:`.pyro` (torch) and :mod:`.numpyro` (jax), imported lazily."""

@@ -1,0 +1,1 @@
+"""The NumPyro backend (jax); import it through :mod:`faithful_guides.numpyro`."""

@@ -1,0 +1,1 @@
+"""The Pyro backend (torch); import it through :mod:`faithful_guides.pyro`."""

@@ -1,0 +1,9 @@
+"""Faithful guides for Pyro (needs ``pip install faithful-guides[pyro]``).
+
+Example:
+    >>> from faithful_guides.pyro import trace_model
+"""
+
+from faithful_guides.backends.pyro.tracer import trace_model as trace_model
+
+__all__ = ["trace_model"]
