@@ -167,14 +167,24 @@ def _nami_parents(
     core = dag.subgraph(n for n in dag.nodes if n not in barren) if barren else dag
     elim = _Elimination(core, observed, plates, rank)
     if order == "auto":
-        parents = elim.sparsest(("topological", "reverse"))
-    else:
-        parents = elim.run(order)
+        parents = elim.sparsest(("topological", "reverse")) or elim.run(None)
+    elif (parents := elim.run(order)) is None:
+        raise ValueError(
+            f"order={order!r} cannot eliminate the latents of this plated model without "
+            "linking different plate elements (a global latent would go before the local "
+            "latents it touches). Use order='auto'."
+        )
     if parents is None:
         raise _crossed_plates_error(core, observed, plates)
     for b in barren:
         parents[b] = list(dag.predecessors(b))
     return parents
+
+
+def _plates_of_latents(
+    core: nx.DiGraph, observed: frozenset[Node], plates: Mapping[Node, Collection[str]]
+) -> dict[str, list[str]]:
+    return {str(n): sorted(plates.get(n, ())) for n in core if n not in observed}
 
 
 def _crossed_plates_error(
@@ -183,7 +193,7 @@ def _crossed_plates_error(
     return ValueError(
         "No elimination order keeps the posterior's dependencies inside plate elements: "
         "latents in plates that are not nested become dependent in the posterior. "
-        f"Plates per latent: { {str(n): sorted(plates.get(n, ())) for n in core if n not in observed} }. "
+        f"Plates per latent: {_plates_of_latents(core, observed, plates)}. "
         "Nest the plates, or move one of the sites out of its plate."
     )
 
@@ -243,9 +253,7 @@ class _Elimination:
                 run.edges > best.edges or run.work > work_factor * best.work
             ):
                 runs.remove(run)
-        if best is None:
-            return self.run(None)
-        return best.result()
+        return None if best is None else best.result()
 
     def run(self, order: str | None) -> dict[Node, list[Node]] | None:
         """One elimination; ``None`` when the plate constraint blocks it."""
