@@ -16,9 +16,9 @@ Plates. Sites sit either outside every plate (the *global* group) or in one plat
 *local* group, one row per plate element; absent when the plate holds no latent). The
 local network is shared by all rows: its inputs are the row's own features and the
 global features, broadcast, so its cost grows linearly with the plate. A global latent
-whose inverse parents are observed sites in the plate sees them through a permutation-invariant *summary*: a learned
-per-row embedding averaged over the rows (under subsampling the average over the
-minibatch is an unbiased estimate of the full average). The plate-aware inversion puts
+whose inverse parents are observed sites in the plate sees them through a
+permutation-invariant *summary*: a learned per-row embedding averaged over the rows
+(under subsampling the minibatch average is an unbiased estimate of the full one). The plate-aware inversion puts
 global latents before local ones, so global latents never condition on local latents.
 
 Example:
