@@ -18,8 +18,9 @@ local network is shared by all rows: its inputs are the row's own features and t
 global features, broadcast, so its cost grows linearly with the plate. A global latent
 whose inverse parents are observed sites in the plate sees them through a
 permutation-invariant *summary*: a learned per-row embedding averaged over the rows
-(under subsampling the minibatch average is an unbiased estimate of the full one). The plate-aware inversion puts
-global latents before local ones, so global latents never condition on local latents.
+(under subsampling the minibatch average is an unbiased estimate of the full one).
+The plate-aware inversion puts global latents before local ones, so global latents
+never condition on local latents.
 
 Example:
     >>> from faithful_guides import ModelGraph
