@@ -29,8 +29,10 @@ Example:
     >>> import networkx as nx
     >>> g = nx.DiGraph([("z1", "z3"), ("z2", "z4"), ("z3", "x"), ("z4", "x")])
     >>> h = invert(g, {"x"})
-    >>> sorted(h.predecessors("z2"))
-    ['z3', 'z4']
+    >>> {v: sorted(h.predecessors(v)) for v in ["z1", "z2", "z3", "z4"]}
+    {'z1': ['z3'], 'z2': ['z4'], 'z3': ['x', 'z4'], 'z4': ['x']}
+    >>> h.edges["z4", "z3"]["fill"]  # the coupling that moralization alone misses
+    True
 """
 
 from __future__ import annotations
