@@ -4,6 +4,7 @@ Example:
     >>> from faithful_guides.pyro import trace_model
 """
 
+from faithful_guides.backends.pyro.made import AutoFaithfulMADE as AutoFaithfulMADE
 from faithful_guides.backends.pyro.tracer import trace_model as trace_model
 
-__all__ = ["trace_model"]
+__all__ = ["AutoFaithfulMADE", "trace_model"]

@@ -288,6 +288,7 @@ class _Run:
         self.edges = 0
         self.work = 0
         self.heap: list[tuple[int, int]] = []
+        self.score: dict[int, int] = {}
         for v, obs in enumerate(elim.is_obs):
             if not obs and self.pending[v] == 0:
                 self.push(v)
@@ -301,16 +302,15 @@ class _Run:
         return {nodes[v]: [nodes[u] for u in pa] for v, pa in self.parents.items()}
 
     def push(self, v: int) -> None:
-        heapq.heappush(self.heap, (self.fill(v), v))
+        """(Re)score ``v``; older heap entries of ``v`` become stale."""
+        self.score[v] = f = self.fill(v)
+        heapq.heappush(self.heap, (f, v))
 
     def step(self) -> bool:
         """Eliminate one latent; False when no latent is left or none may go."""
         while self.heap:
             f, v = heapq.heappop(self.heap)
-            if self.gone[v]:
-                continue
-            if (current := self.fill(v)) != f:
-                heapq.heappush(self.heap, (current, v))
+            if self.gone[v] or f != self.score[v]:
                 continue
             if not self.plate_ok(v):
                 continue  # pushed again when one of its neighbours goes
