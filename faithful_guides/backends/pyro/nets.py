@@ -1,0 +1,97 @@
+"""Torch networks of the Pyro AutoFaithfulMADE guide: masked MLPs and plate-summary embeddings.
+
+All modules are :class:`~pyro.nn.PyroModule` so that their parameters go through
+``pyro.param`` (the optimizer of ``SVI`` sees them) and their masks are buffers (they travel
+with ``state_dict``). Masks follow :mod:`faithful_guides.graph.masks`: numpy bool arrays shaped
+``(out, in)``, the layout of ``torch.nn.Linear.weight``.
+
+Example:
+    >>> import numpy as np, torch
+    >>> from faithful_guides.graph.masks import made_masks
+    >>> net = MaskedMLP(made_masks(2, [{0}, {0}], [8]), torch.zeros(1), 0.1)
+    >>> loc, scale = net(torch.zeros(2))
+    >>> tuple(loc.shape), round(float(scale), 3)
+    ((1,), 0.1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["Embedding", "MaskedLinear", "MaskedMLP", "inverse_softplus"]
+
+OUTPUT_WEIGHT_SCALE = 1e-2
+"""Output weights start at this fraction of torch's default init: the guide starts close to
+``N(init_loc, init_scale)`` but every weight already receives a gradient."""
+
+
+def inverse_softplus(y: float) -> float:
+    """``x`` with ``softplus(x) == y`` (``y > 0``)."""
+    return y + math.log(-math.expm1(-y))
+
+
+class MaskedLinear(PyroModule):
+    """``y = x @ (W * M).T + b`` with a fixed bool mask ``M`` shaped ``(out, in)``."""
+
+    def __init__(self, mask: np.ndarray, weight_scale: float = 1.0) -> None:
+        super().__init__()
+        out_f, in_f = mask.shape
+        lin = nn.Linear(max(in_f, 1), out_f)  # torch's default init (fan-in uniform)
+        self.weight = nn.Parameter(lin.weight.detach()[:, :in_f].clone() * weight_scale)
+        self.bias = nn.Parameter(lin.bias.detach().clone())
+        self.register_buffer("mask", torch.as_tensor(np.asarray(mask, dtype=bool)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.mask.to(self.weight.dtype), self.bias)
+
+
+class MaskedMLP(PyroModule):
+    """A DAG-masked MADE returning ``(loc, scale)`` with ``out`` features each.
+
+    The last mask has ``2 * out`` rows (location rows, then scale rows). At init the
+    location is ``init_loc`` and the scale ``init_scale`` (up to tiny output weights):
+    the output biases hold them, ``scale = softplus(raw)``.
+    """
+
+    def __init__(
+        self, masks: Sequence[np.ndarray], init_loc: torch.Tensor, init_scale: float
+    ) -> None:
+        super().__init__()
+        *hidden, last = masks
+        self.hidden = PyroModule[nn.ModuleList]([MaskedLinear(m) for m in hidden])
+        self.out = MaskedLinear(last, weight_scale=OUTPUT_WEIGHT_SCALE)
+        n = last.shape[0] // 2
+        if init_loc.shape != (n,):
+            raise ValueError(f"init_loc must have shape ({n},), found {tuple(init_loc.shape)}.")
+        with torch.no_grad():
+            self.out.bias[:n] = init_loc
+            self.out.bias[n:] = inverse_softplus(init_scale)
+        self.out_size = n
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x
+        for layer in self.hidden:
+            h = F.elu(layer(h))
+        y = self.out(h)
+        return y[..., : self.out_size], F.softplus(y[..., self.out_size :])
+
+
+class Embedding(PyroModule):
+    """A per-row embedding ``in_size -> dim`` (one ELU hidden layer), averaged over rows:
+    the permutation-invariant summary of a plate's observed sites."""
+
+    def __init__(self, in_size: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.l1 = PyroModule[nn.Linear](in_size, hidden)
+        self.l2 = PyroModule[nn.Linear](hidden, dim)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` shaped ``(..., N, in_size)`` -> ``(..., dim)`` (mean over the N rows)."""
+        return self.l2(F.elu(self.l1(rows))).mean(-2)
