@@ -79,7 +79,7 @@ def pyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_ev
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
     rows = batch if amortized else None
-    model, (x0,), _ = binary_tree("pyro", depth, weights=tree_weights(depth), num_rows=rows)
+    model, _, _ = binary_tree("pyro", depth, weights=tree_weights(depth), num_rows=rows)
     guide = guide_fn(model)
     svi = SVI(model, guide, Adam({"lr": lr}), Trace_ELBO())
     rng = np.random.default_rng(1)
@@ -144,7 +144,7 @@ def numpyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval
     from numpyro.optim import Adam
 
     rows = batch if amortized else None
-    model, (x0,), _ = binary_tree("numpyro", depth, weights=tree_weights(depth), num_rows=rows)
+    model, _, _ = binary_tree("numpyro", depth, weights=tree_weights(depth), num_rows=rows)
     guide = guide_fn(model)
     svi = SVI(model, guide, Adam(lr), Trace_ELBO())
     rng = np.random.default_rng(1)
@@ -156,9 +156,7 @@ def numpyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval
     @jax.jit
     def trace_guide(params, x, key):
         tr = handlers.trace(handlers.seed(handlers.substitute(guide, params), key)).get_trace(x)
-        logq = sum(
-            s["fn"].log_prob(s["value"]) for s in tr.values() if s["type"] == "sample"
-        )
+        logq = sum(s["fn"].log_prob(s["value"]) for s in tr.values() if s["type"] == "sample")
         return jnp.stack([tr[n]["value"] for n in latents], -1), logq
 
     def draw(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,7 +204,8 @@ def amortized_table(host: str, depths, steps: int, batch: int, lr: float) -> Non
     train, guides = HOSTS[host]
     made = guides()["AutoFaithfulMADE"]
     print(f"\n[{host}] amortized AutoFaithfulMADE, {steps} steps x {batch} fresh rows, lr {lr}")
-    print(f"{'depth':>5} {'structure':>10} {'params':>8} {'KL held-out':>12} {'floor':>7} {'s/step':>8}")
+    cols = ("depth", "structure", "params", "KL held-out", "floor", "s/step")
+    print(" ".join(f"{c:>{w}}" for c, w in zip(cols, (5, 10, 8, 12, 7, 8), strict=True)))
     for depth in depths:
         bn = LinearGaussianBN.tree(depth, tree_weights(depth))
         held_out = bn.sample(np.random.default_rng(99), batch)[1]
@@ -229,7 +228,9 @@ def amortized_table(host: str, depths, steps: int, batch: int, lr: float) -> Non
 def single_table(host: str, depths, steps: int, lr: float, every: int) -> None:
     train, guides = HOSTS[host]
     print(f"\n[{host}] one observation, {steps} steps, lr {lr}; KL checked every {every} steps")
-    header = f"{'depth':>5} {'guide':>24} {'params':>8} {'final KL':>9} {'steps<0.1':>9} {'step/AN':>8}"
+    header = (
+        f"{'depth':>5} {'guide':>24} {'params':>8} {'final KL':>9} {'steps<0.1':>9} {'step/AN':>8}"
+    )
     print(header)
     for depth in depths:
         bn = LinearGaussianBN.tree(depth, tree_weights(depth))
