@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from faithful_guides import invert
+from faithful_guides import ModelGraph, invert
+from faithful_guides.autoguides import build_made_plan
 from faithful_guides.exact import LinearGaussianBN
 from faithful_guides.zoo import binary_tree
 
@@ -176,9 +178,19 @@ def numpyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval
         times.append(time.perf_counter() - t)
         if eval_every and step % eval_every == 0:
             kl_trace.append((step, mc_kl(bn, trained, eval_x, draws=16)))
-    params = svi.get_params(state)
-    trained.params = int(sum(np.size(v) for v in jax.tree.leaves(params)))
+    trained.params = numpyro_effective_params(guide, svi.get_params(state))
     return trained
+
+
+def numpyro_effective_params(guide, params: dict) -> int:
+    """Trainable numbers, masked-out weights of AutoFaithfulMADE's MADEs excluded."""
+    masks = {}
+    plan = getattr(guide, "plan", None)
+    for group in ("global", "local"):
+        g = getattr(plan, "global_" if group == "global" else "local", None)
+        for k, m in enumerate(g.masks if g else ()):
+            masks[f"{guide.prefix}_made_{group}_W{k}"] = int(m.sum())
+    return int(sum(masks.get(n, np.size(v)) for n, v in params.items()))
 
 
 def numpyro_guides() -> dict[str, Callable]:
@@ -200,28 +212,52 @@ HOSTS = {"pyro": (pyro_train, pyro_guides), "numpyro": (numpyro_train, numpyro_g
 # ---- tables ------------------------------------------------------------------------------
 
 
+def made_params(bn: LinearGaussianBN, structure: str, width: int) -> int:
+    """Effective (unmasked) weights and biases of the MADE for ``structure``."""
+    graph = ModelGraph.from_edges(bn.dag.edges, bn.observed)
+    sizes = dict.fromkeys(graph.sites, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = build_made_plan(graph, sizes=sizes, hidden=(width, width), structure=structure)
+    return sum(int(m.sum()) + m.shape[0] for m in plan.global_.masks)
+
+
+def width_for(bn: LinearGaussianBN, structure: str, target: int) -> int:
+    """The hidden width whose parameter count is closest to ``target``."""
+    lo, hi = 1, 64 * len(bn.nodes)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if made_params(bn, structure, mid) < target else (lo, mid)
+    return min((lo, max(lo - 1, 1)), key=lambda w: abs(made_params(bn, structure, w) - target))
+
+
 def amortized_table(host: str, depths, steps: int, batch: int, lr: float) -> None:
     train, guides = HOSTS[host]
     made = guides()["AutoFaithfulMADE"]
     print(f"\n[{host}] amortized AutoFaithfulMADE, {steps} steps x {batch} fresh rows, lr {lr}")
-    cols = ("depth", "structure", "params", "KL held-out", "floor", "s/step")
-    print(" ".join(f"{c:>{w}}" for c, w in zip(cols, (5, 10, 8, 12, 7, 8), strict=True)))
+    cols = ("depth", "structure", "width", "params", "KL held-out", "floor", "s/step")
+    widths = (5, 10, 6, 8, 12, 7, 8)
+    print(" ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)))
     for depth in depths:
         bn = LinearGaussianBN.tree(depth, tree_weights(depth))
         held_out = bn.sample(np.random.default_rng(99), batch)[1]
-        widths = None
-        for structure in STRUCTURES:
+        width = max(32, 2 * len(bn.nodes))  # wide enough for every structure's singletons
+        budget = made_params(bn, "nami", width)
+        runs = [(s, width) for s in STRUCTURES]  # equal hidden width
+        runs += [(s, width_for(bn, s, budget)) for s in STRUCTURES[1:]]  # equal parameters
+        for structure, w in runs:
             floor = bn.structural_kl(invert(bn.dag, bn.observed, method=structure))
 
-            def guide_fn(model, structure=structure, widths=widths):
-                return made(model, structure=structure, hidden_dims=widths)
+            def guide_fn(model, structure=structure, w=w):
+                return made(model, structure=structure, hidden_dims=(w, w))
 
             trained = train(bn, depth, guide_fn, steps, lr, batch, True, held_out, 0)
             kl = mc_kl(bn, trained, held_out)
             step = float(np.median(trained.step_times))
             print(
-                f"{depth:>5} {structure:>10} {trained.params:>8} {kl:>12.3f} {floor:>7.3f} "
-                f"{step:>8.4f}"
+                f"{depth:>5} {structure:>10} {w:>6} {trained.params:>8} {kl:>12.3f} "
+                f"{floor:>7.3f} {step:>8.4f}",
+                flush=True,
             )
 
 
