@@ -26,22 +26,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-
-try:
-    import jax
-    import jax.numpy as jnp
-    import numpyro
-    from jax.extend.core import Jaxpr, Literal, Primitive
-    from numpyro import handlers
-    from numpyro.distributions import Distribution
-    from numpyro.distributions.constraints import Constraint
-    from numpyro.distributions.transforms import Transform
-    from numpyro.primitives import Messenger
-except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "faithful_guides.numpyro needs jax and numpyro: pip install faithful-guides[numpyro]"
-    ) from e
+import numpyro
+from jax.extend.core import Jaxpr, Literal, Primitive
+from numpyro import handlers
+from numpyro.distributions import Distribution
+from numpyro.distributions.constraints import Constraint
+from numpyro.distributions.transforms import Transform
+from numpyro.primitives import Messenger
 
 from faithful_guides.backends._common import (
     SiteRecord,

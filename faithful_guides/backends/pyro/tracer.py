@@ -27,16 +27,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-try:
-    import pyro
-    import torch
-    from pyro.poutine.messenger import Messenger
-    from pyro.poutine.util import site_is_subsample
-    from torch.overrides import TorchFunctionMode
-except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "faithful_guides.pyro needs torch and pyro-ppl: pip install faithful-guides[pyro]"
-    ) from e
+import pyro
+import torch
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+from torch.overrides import TorchFunctionMode
 
 from faithful_guides.backends._common import (
     SiteRecord,
