@@ -275,3 +275,14 @@ def test_unknown_structure_error() -> None:
     model, args, _ = ZOO["collider"](HOST)
     with pytest.raises(ValueError, match="Unknown structure 'magic'"):
         AutoFaithfulMADE(model, structure="magic")(*args)
+
+
+def test_observation_cache_sees_in_place_updates():
+    """Same tensor object, new values in place: the guide must condition on the new values."""
+    model, (x,), _ = binary_tree(HOST, 3)
+    guide = AutoFaithfulMADE(model)
+    pyro.set_rng_seed(0)
+    first = guide.median(x)
+    x.add_(5.0)
+    moved = guide.median(x)
+    assert not torch.allclose(first["z0"], moved["z0"])

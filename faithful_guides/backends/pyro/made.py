@@ -434,5 +434,10 @@ def _drop(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
 
 
 def _cache_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Identity of the call's arguments (observations are cached per identical objects)."""
-    return tuple(id(a) for a in args) + tuple((k, id(v)) for k, v in sorted(kwargs.items()))
+    """Identity of the call's arguments (observations are cached per identical objects);
+    a tensor's version counter also changes the key, so in-place updates are seen."""
+
+    def ident(a: Any) -> tuple[int, int | None]:
+        return id(a), getattr(a, "_version", None)
+
+    return tuple(map(ident, args)) + tuple((k, ident(v)) for k, v in sorted(kwargs.items()))
