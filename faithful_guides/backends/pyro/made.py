@@ -332,6 +332,9 @@ class AutoFaithfulMADE(AutoGuide):
         median: bool,
         local: bool,
     ) -> None:
+        if net is None:  # a group without latents
+            return
+        layers = net.layers()  # masks applied once per call, not once per generation
         for gen in group.generations:
             parts = []
             for b in group.inputs:
@@ -340,7 +343,7 @@ class AutoFaithfulMADE(AutoGuide):
                 if local and (b.kind == "summary" or self._layouts[b.name].axis is None):
                     t = t.unsqueeze(-2)
                 parts.append(t)
-            loc, scale = net(_cat(parts))
+            loc, scale = net(_cat(parts), layers)
             for name in gen:
                 sl = group.output(name).slice
                 values[name], feats[name] = self._emit(
@@ -424,7 +427,10 @@ class AutoFaithfulMADE(AutoGuide):
 
 def _cat(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     """Concatenate feature blocks on the last dim, broadcasting their batch dims."""
-    batch = torch.broadcast_shapes(*[p.shape[:-1] for p in parts])
+    shapes = {p.shape[:-1] for p in parts}
+    if len(shapes) == 1:  # the common case: nothing to broadcast
+        return torch.cat(list(parts), dim=-1)
+    batch = torch.broadcast_shapes(*shapes)
     return torch.cat([p.expand(*batch, p.shape[-1]) for p in parts], dim=-1)
 
 

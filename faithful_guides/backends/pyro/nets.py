@@ -48,8 +48,11 @@ class MaskedLinear(PyroModule):
         self.bias = nn.Parameter(lin.bias.detach().clone())
         self.register_buffer("mask", torch.as_tensor(np.asarray(mask, dtype=bool)))
 
+    def masked_weight(self) -> torch.Tensor:
+        return self.weight * self.mask.to(self.weight.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.mask.to(self.weight.dtype), self.bias)
+        return F.linear(x, self.masked_weight(), self.bias)
 
 
 class MaskedMLP(PyroModule):
@@ -75,11 +78,19 @@ class MaskedMLP(PyroModule):
             self.out.bias[n:] = inverse_softplus(init_scale)
         self.out_size = n
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The masked ``(weight, bias)`` of every layer: compute once, apply many times
+        (the guide makes one pass per generation of the inverse graph)."""
+        return [(m.masked_weight(), m.bias) for m in [*self.hidden, self.out]]
+
+    def forward(
+        self, x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        *hidden, (w_out, b_out) = self.layers() if layers is None else layers
         h = x
-        for layer in self.hidden:
-            h = F.elu(layer(h))
-        y = self.out(h)
+        for w, b in hidden:
+            h = F.elu(F.linear(h, w, b))
+        y = F.linear(h, w_out, b_out)
         return y[..., : self.out_size], F.softplus(y[..., self.out_size :])
 
 
