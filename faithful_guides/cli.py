@@ -412,15 +412,17 @@ def demo(
     hosts: Sequence[str] = HOSTS,
     png: str | Path | None = "demo_graphs.png",
     out: TextIO | None = None,
+    sections: Sequence[Callable[[DemoState], None]] | None = None,
 ) -> DemoState:
-    """Run every section of :data:`DEMO_SECTIONS` and return their shared state.
+    """Run ``sections`` (default: every section of :data:`DEMO_SECTIONS`) and return their
+    shared state.
 
     Example:
         >>> sorted(demo(hosts=("pyro",), png=None).graphs)  # doctest: +SKIP
         ['binary tree, depth 5', 'student network']
     """
     state = DemoState(hosts=tuple(hosts), png=png, out=out or sys.stdout)
-    for section in DEMO_SECTIONS:
+    for section in DEMO_SECTIONS if sections is None else sections:
         section(state)
     return state
 

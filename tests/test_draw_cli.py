@@ -13,7 +13,14 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from faithful_guides import ModelGraph
-from faithful_guides.cli import demo, detect_backend, load_model, main
+from faithful_guides.cli import (
+    demo,
+    demo_picture,
+    demo_structures,
+    detect_backend,
+    load_model,
+    main,
+)
 from faithful_guides.graph import draw as draw_mod
 from faithful_guides.graph.draw import draw, edge_groups, layered_layout
 
@@ -230,7 +237,8 @@ def test_inspect_errors(tmp_path: Path, capsys, target: str, message: str) -> No
 def test_demo_prints_tables_and_saves_png(tmp_path: Path) -> None:
     pytest.importorskip("pyro")
     out = io.StringIO()
-    state = demo(hosts=("pyro",), png=tmp_path / "demo.png", out=out)
+    sections = [demo_structures, demo_picture]  # demo_guides trains: covered by guide tests
+    state = demo(hosts=("pyro",), png=tmp_path / "demo.png", out=out, sections=sections)
     assert sorted(state.graphs) == ["binary tree, depth 5", "student network"]
     text = out.getvalue()
     assert "nami inverse (78 edges)" in text  # the depth-5 tree, reverse mode wins
