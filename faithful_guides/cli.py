@@ -375,10 +375,11 @@ def demo_picture(state: DemoState) -> None:
 def demo_guides(state: DemoState) -> None:
     """Swap AutoNormal for AutoFaithfulMADE on a depth-4 tree; print the KL table."""
     from faithful_guides.exact import LinearGaussianBN
+    from faithful_guides.graph.inversion import invert
     from faithful_guides.zoo.experiments import guide_comparison, tree_weights
 
     bn = LinearGaussianBN.tree(4, tree_weights(4))
-    floor = bn.structural_kl(bn_inverse(bn, "heuristic"))
+    floor = bn.structural_kl(invert(bn.dag, bn.observed, method="heuristic"))
     state.say(
         "== guides on a depth-4 linear-Gaussian tree (7 latents, weights U[0.5, 2]) ==",
         "KL(q || exact posterior) in nats; AutoNormal is fitted to one observation x,",
@@ -394,12 +395,6 @@ def demo_guides(state: DemoState) -> None:
             new = "-" if kl_new != kl_new else f"{kl_new:.3f}"  # NaN: not amortized
             state.say(f"{guide:<28} {data:<11} {kl_x:>8.3f} {new:>12}")
         state.say("")
-
-
-def bn_inverse(bn: Any, method: str) -> nx.DiGraph:
-    from faithful_guides.graph.inversion import invert
-
-    return invert(bn.dag, bn.observed, method=method)
 
 
 #: The demo, section by section; each takes the shared :class:`DemoState`. Extend by
