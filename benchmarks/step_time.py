@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from faithful_guides.zoo import binary_tree, hmm_chain
+from faithful_guides.zoo.experiments import HOSTS
 
 MODELS: dict[str, Callable[[str], tuple]] = {
     "tree depth 7": lambda host: binary_tree(host, 7),
@@ -64,15 +65,9 @@ def numpyro_median_step(model, args, guide_cls, steps: int, warmup: int) -> floa
 
 
 def guides(host: str) -> dict[str, type]:
-    if host == "pyro":
-        from pyro.infer.autoguide import AutoNormal
-
-        from faithful_guides.pyro import AutoFaithfulMADE
-    else:
-        from numpyro.infer.autoguide import AutoNormal
-
-        from faithful_guides.numpyro import AutoFaithfulMADE
-    return {"AutoNormal": AutoNormal, "AutoFaithfulMADE": AutoFaithfulMADE}
+    """AutoNormal and AutoFaithfulMADE from the shared registry of the tree experiments."""
+    registry = HOSTS[host][1]()
+    return {name: registry[name] for name in ("AutoNormal", "AutoFaithfulMADE")}
 
 
 def main() -> None:
