@@ -36,13 +36,15 @@ STRUCTURES = ("nami", "heuristic", "full")
 
 
 def made_params(bn: LinearGaussianBN, structure: str, width: int) -> int:
-    """Effective (unmasked) weights and biases of the MADE for ``structure``."""
+    """Effective (unmasked) weights and biases of the MADE for ``structure``, direct
+    connections included."""
     graph = ModelGraph.from_edges(bn.dag.edges, bn.observed)
     sizes = dict.fromkeys(graph.sites, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plan = build_made_plan(graph, sizes=sizes, hidden=(width, width), structure=structure)
-    return sum(int(m.sum()) + m.shape[0] for m in plan.global_.masks)
+    g = plan.global_
+    return sum(int(m.sum()) + m.shape[0] for m in g.masks) + int(g.skip.sum())
 
 
 def width_for(bn: LinearGaussianBN, structure: str, target: int) -> int:

@@ -118,7 +118,7 @@ def test_jacobian_follows_inverse_graph() -> None:
         k: v + jax.random.normal(kk, v.shape) for kk, (k, v) in zip(keys, net.items(), strict=True)
     }
     x = jax.random.normal(jax.random.PRNGKey(2), (g.in_size,))
-    jac = np.asarray(jax.jacfwd(lambda x: made_forward(net, g.masks, x)[0])(x))
+    jac = np.asarray(jax.jacfwd(lambda x: made_forward(net, g.masks, g.skip, x)[0])(x))
     for out in g.outputs:
         parents = set(plan.inverse.predecessors(out.name))
         allowed = np.zeros(g.in_size, bool)

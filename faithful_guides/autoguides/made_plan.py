@@ -73,14 +73,19 @@ class GroupPlan:
     """One MADE: its input blocks, its latent outputs, masks and sampling passes.
 
     ``masks[-1]`` has ``2 * out_size`` rows: the location outputs, then the scale outputs
-    (both see the same features). ``generations`` are the topological generations of
-    ``H`` restricted to this group: one network pass samples a whole generation.
+    (both see the same features). ``skip`` (shaped like the product of the masks,
+    ``(2 * out_size, in_size)``) masks the direct input-to-output connections of the MADE
+    (Germain et al. 2015): output ``j`` sees input ``i`` directly iff it may see it at all,
+    so a conditional that is linear in its parents is exactly a linear layer.
+    ``generations`` are the topological generations of ``H`` restricted to this group:
+    one network pass samples a whole generation.
     """
 
     plate: PlateInfo | None
     inputs: tuple[Block, ...]
     outputs: tuple[Block, ...]
     masks: tuple[np.ndarray, ...]
+    skip: np.ndarray
     generations: tuple[tuple[str, ...], ...]
 
     @property
@@ -234,6 +239,9 @@ def _group(
                 seen.update(range(b.offset, b.offset + b.size))
         allowed.extend([seen] * sizes[v])
     masks = made_masks(offset, allowed + allowed, hidden) if latents else []
+    skip = np.zeros((2 * out_off, offset), dtype=bool)
+    for j, seen in enumerate(allowed + allowed):
+        skip[j, sorted(seen)] = True
     sub = inverse.subgraph(latents)
     generations = tuple(tuple(sorted(gen, key=key)) for gen in nx.topological_generations(sub))
-    return GroupPlan(plate, tuple(inputs), tuple(outputs), tuple(masks), generations)
+    return GroupPlan(plate, tuple(inputs), tuple(outputs), tuple(masks), skip, generations)

@@ -38,6 +38,10 @@ class Trained:
     kl_trace: list[tuple[int, float]]
 
 
+FINAL_LR_FACTOR = 0.1
+"""Training runs decay the learning rate geometrically to this fraction of its start."""
+
+
 def tree_weights(depth: int) -> np.ndarray:
     return np.random.default_rng(0).uniform(0.5, 2.0, size=2**depth - 1)
 
@@ -65,7 +69,7 @@ def pyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_ev
     import torch
     from pyro import poutine
     from pyro.infer import SVI, Trace_ELBO
-    from pyro.optim import Adam
+    from pyro.optim import ClippedAdam
 
     torch.set_num_threads(1)
     pyro.set_rng_seed(0)
@@ -73,7 +77,9 @@ def pyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_ev
     rows = batch if amortized else None
     model, _, _ = binary_tree("pyro", depth, weights=tree_weights(depth), num_rows=rows)
     guide = guide_fn(model)
-    svi = SVI(model, guide, Adam({"lr": lr}), Trace_ELBO())
+    # Adam whose lr decays geometrically to lr * FINAL_LR_FACTOR at the last step
+    optim = ClippedAdam({"lr": lr, "lrd": FINAL_LR_FACTOR ** (1 / steps), "clip_norm": 1e6})
+    svi = SVI(model, guide, optim, Trace_ELBO())
     rng = np.random.default_rng(1)
     latents = bn.latent
 
@@ -138,7 +144,7 @@ def numpyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval
     rows = batch if amortized else None
     model, _, _ = binary_tree("numpyro", depth, weights=tree_weights(depth), num_rows=rows)
     guide = guide_fn(model)
-    svi = SVI(model, guide, Adam(lr), Trace_ELBO())
+    svi = SVI(model, guide, Adam(lambda i: lr * FINAL_LR_FACTOR ** (i / steps)), Trace_ELBO())
     rng = np.random.default_rng(1)
     first = bn.sample(rng, batch)[1] if amortized else eval_x
     state = svi.init(jax.random.PRNGKey(0), jnp.asarray(first if amortized else first[0]))
@@ -180,6 +186,8 @@ def numpyro_effective_params(guide, params: dict) -> int:
         g = getattr(plan, "global_" if group == "global" else "local", None)
         for k, m in enumerate(g.masks if g else ()):
             masks[f"{guide.prefix}_made_{group}_W{k}"] = int(m.sum())
+        if g is not None and g.masks:
+            masks[f"{guide.prefix}_made_{group}_S"] = int(g.skip.sum())
     import jax
 
     def size(tree: object) -> int:

@@ -264,7 +264,7 @@ class AutoFaithfulMADE(AutoGuide):
         """Sample the group generation by generation (one MADE pass each)."""
         for gen in g.generations:
             x = jnp.concatenate([self._feature(feats, b, rows) for b in g.inputs], axis=-1)
-            loc, scale = made_forward(params[group], g.masks, x)
+            loc, scale = made_forward(params[group], g.masks, g.skip, x)
             for name in gen:
                 sl = g.output(name).slice
                 result[name], feats[name] = self._emit(

@@ -7,7 +7,7 @@ Example:
     >>> import numpy as np, jax
     >>> masks = [np.ones((4, 2), bool), np.ones((2, 4), bool)]
     >>> p = init_made(jax.random.PRNGKey(0), masks, np.zeros(1), 0.1)
-    >>> loc, scale = made_forward(p, masks, jax.numpy.ones(2))
+    >>> loc, scale = made_forward(p, masks, np.ones((2, 2), bool), jax.numpy.ones(2))
     >>> loc.shape, float(scale[0])  # doctest: +ELLIPSIS
     ((1,), 0.1...)
 """
@@ -39,8 +39,9 @@ def init_made(
 
     Hidden weights are scaled by each unit's masked fan-in; output weights are small, the
     loc bias is ``loc_init`` and the scale bias gives ``softplus(bias) == init_scale``.
+    The direct input-to-output weights ``S`` start at zero.
     """
-    params: Params = {}
+    params: Params = {"S": jnp.zeros((masks[-1].shape[0], masks[0].shape[1]))}
     keys = jax.random.split(key, len(masks))
     out = len(loc_init)
     for i, (k, m) in enumerate(zip(keys, masks, strict=True)):
@@ -57,14 +58,16 @@ def init_made(
 
 
 def made_forward(
-    params: Params, masks: Sequence[np.ndarray], x: jax.Array
+    params: Params, masks: Sequence[np.ndarray], skip: np.ndarray, x: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """``(loc, scale)`` of the outputs for inputs ``x`` of shape ``(..., in)``."""
+    """``(loc, scale)`` of the outputs for inputs ``x`` of shape ``(..., in)``: the masked
+    MLP plus the masked direct connections ``x @ (S * skip).T``."""
     h = x
     for i, m in enumerate(masks):
         h = h @ (params[f"W{i}"] * m).T + params[f"b{i}"]
         if i < len(masks) - 1:
             h = jax.nn.elu(h)
+    h = h + x @ (params["S"] * skip).T
     out = h.shape[-1] // 2
     return h[..., :out], jax.nn.softplus(h[..., out:]) + 1e-6
 

@@ -248,7 +248,7 @@ class AutoFaithfulMADE(AutoGuide):
         if not group.masks:
             return None
         loc = torch.cat([init[b.name] for b in group.outputs])
-        return MaskedMLP(group.masks, loc, self._init_scale)
+        return MaskedMLP(group.masks, group.skip, loc, self._init_scale)
 
     # ---------------------------------------------------------------- running
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
