@@ -198,11 +198,18 @@ class AutoFaithfulMADE(AutoGuide):
 
     # ---------------------------------------------------------------- running
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Array]:
+        """Sample every latent given this call's observations (``{site: value}``).
+
+        Also accepts ``observations={site: value}`` (as Pyro's guide does for ``CSIS``):
+        the observed values to condition on instead of those of the model's arguments;
+        :class:`~faithful_guides.numpyro.ForwardKL` passes the model's own draws there.
+        """
+        observations = kwargs.pop("observations", None)
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         plates = self._create_plates(*args, **kwargs)
         params = self._params()
-        obs = self._observations(plates, args, kwargs)
+        obs = self._observations(plates, args, kwargs, observations)
         return self._run(params, obs, plates, median=False)
 
     def _params(self) -> dict[str, dict[str, Array]]:
@@ -211,14 +218,42 @@ class AutoFaithfulMADE(AutoGuide):
             for group, ps in self._init_params.items()
         }
 
-    def _observations(self, plates: dict[str, Any], args: Any, kwargs: Any) -> dict[str, Array]:
+    def _observations(
+        self,
+        plates: dict[str, Any],
+        args: Any,
+        kwargs: Any,
+        given: dict[str, Any] | None = None,
+    ) -> dict[str, Array]:
         """Observed features of this call: global ``(size,)``, local ``(rows, size)``."""
+        values = {n: given[n] for n in self._graph.observed if given and n in given}
+        if len(values) < len(self._graph.observed):
+            values.update(self._run_model_for_observations(plates, args, kwargs, set(values)))
+        feats = {}
+        for name, value in values.items():
+            proto = self.prototype_trace[name]
+            value = jnp.asarray(value)
+            frames = proto["cond_indep_stack"]
+            if frames:
+                axis = value.ndim - len(proto["fn"].event_shape) + frames[0].dim
+                value = jnp.moveaxis(value, axis, 0)
+                feats[name] = value.reshape(value.shape[0], -1)
+            else:
+                feats[name] = value.reshape(-1)
+        return feats
+
+    def _run_model_for_observations(
+        self, plates: dict[str, Any], args: Any, kwargs: Any, skip: set[str]
+    ) -> dict[str, Array]:
+        """The observed values of a hidden model run that replays the guide's subsample."""
         rows = {n: {"type": "plate", "value": p._indices} for n, p in plates.items()}
         with handlers.block():
             run = handlers.replay(handlers.seed(self.model, rng_seed=0), trace=rows)
             tr = handlers.trace(run).get_trace(*args, **kwargs)
-        feats = {}
+        values = {}
         for name in self._graph.observed:
+            if name in skip:
+                continue
             site = tr[name]
             if not site["is_observed"]:
                 raise ValueError(
@@ -227,15 +262,8 @@ class AutoFaithfulMADE(AutoGuide):
                     "observations; for posterior predictive draws of it use "
                     "Predictive(model, posterior_samples=guide.sample_posterior(...))."
                 )
-            value = jnp.broadcast_to(jnp.asarray(site["value"]), site["fn"].shape())
-            frames = site["cond_indep_stack"]
-            if frames:
-                axis = len(site["fn"].batch_shape) + frames[0].dim
-                value = jnp.moveaxis(value, axis, 0)
-                feats[name] = value.reshape(value.shape[0], -1)
-            else:
-                feats[name] = value.reshape(-1)
-        return feats
+            values[name] = jnp.broadcast_to(jnp.asarray(site["value"]), site["fn"].shape())
+        return values
 
     def _run(
         self, params: dict[str, Any], obs: dict[str, Array], plates: dict[str, Any], median: bool
