@@ -64,12 +64,16 @@ def mc_kl(bn: LinearGaussianBN, trained: Trained, x: np.ndarray, draws: int = 64
 # ---- Pyro --------------------------------------------------------------------------------
 
 
-def pyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_every):
+def pyro_train(
+    bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_every, objective="elbo"
+):
     import pyro
     import torch
     from pyro import poutine
     from pyro.infer import SVI, Trace_ELBO
     from pyro.optim import ClippedAdam
+
+    from faithful_guides.pyro import ForwardKL
 
     torch.set_num_threads(1)
     pyro.set_rng_seed(0)
@@ -79,7 +83,7 @@ def pyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_ev
     guide = guide_fn(model)
     # Adam whose lr decays geometrically to lr * FINAL_LR_FACTOR at the last step
     optim = ClippedAdam({"lr": lr, "lrd": FINAL_LR_FACTOR ** (1 / steps), "clip_norm": 1e6})
-    svi = SVI(model, guide, optim, Trace_ELBO())
+    svi = SVI(model, guide, optim, ForwardKL() if objective == "forward" else Trace_ELBO())
     rng = np.random.default_rng(1)
     latents = bn.latent
 
@@ -134,17 +138,22 @@ def pyro_guides() -> dict[str, Callable]:
 # ---- NumPyro -----------------------------------------------------------------------------
 
 
-def numpyro_train(bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_every):
+def numpyro_train(
+    bn, depth, guide_fn, steps, lr, batch, amortized, eval_x, eval_every, objective="elbo"
+):
     import jax
     import jax.numpy as jnp
     from numpyro import handlers
     from numpyro.infer import SVI, Trace_ELBO
     from numpyro.optim import Adam
 
+    from faithful_guides.numpyro import ForwardKL
+
     rows = batch if amortized else None
     model, _, _ = binary_tree("numpyro", depth, weights=tree_weights(depth), num_rows=rows)
     guide = guide_fn(model)
-    svi = SVI(model, guide, Adam(lambda i: lr * FINAL_LR_FACTOR ** (i / steps)), Trace_ELBO())
+    optim = Adam(lambda i: lr * FINAL_LR_FACTOR ** (i / steps))
+    svi = SVI(model, guide, optim, ForwardKL() if objective == "forward" else Trace_ELBO())
     rng = np.random.default_rng(1)
     first = bn.sample(rng, batch)[1] if amortized else eval_x
     state = svi.init(jax.random.PRNGKey(0), jnp.asarray(first if amortized else first[0]))
