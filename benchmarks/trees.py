@@ -3,10 +3,12 @@ r"""Binary-tree Gaussian BNs: the experiment of Webb et al. (2018), with exact p
 Two tables per host:
 
 1. **Amortized** (``AutoFaithfulMADE`` with structure nami / heuristic / full, at equal
-   hidden width): the tree sits in a data plate, every step draws a fresh batch of rows
-   from the model and takes an ELBO step; the guide is then evaluated on 100 held-out rows:
-   mean KL(q(z|x) ‖ p(z|x)) (Monte Carlo over q, exact Gaussian posterior), next to the
-   structural floor of that structure (the best KL any guide over it can reach).
+   hidden width and at nami's parameter count): the tree sits in a data plate, every step
+   draws a fresh batch of rows from the model and takes an ELBO step (``--objective
+   forward``: a ForwardKL step on joint draws); the guide is evaluated on 100 held-out rows
+   after 1/4, 1/2, 3/4 and all of the steps: mean KL(q(z|x) ‖ p(z|x)) (Monte Carlo over q,
+   exact Gaussian posterior), next to the structural floor of that structure (the best KL
+   any guide over it can reach), the training wall time and the median step time.
 2. **One observation**, same process: our guide (nami) next to the host's own guides
    (AutoNormal, AutoMultivariateNormal, AutoIAFNormal): final KL, steps until KL < 0.1
    nats (i.e. the ELBO within 0.1 of the exact log p(x)), median step time as a ratio to
@@ -18,6 +20,7 @@ Usage::
 
     python benchmarks/trees.py             # depths 4-7, both hosts (tens of minutes)
     python benchmarks/trees.py --quick     # depth 4, few steps (about a minute)
+    python benchmarks/trees.py --hosts numpyro --depths 5 7 --no-single
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 from faithful_guides import ModelGraph, invert
 from faithful_guides.autoguides import build_made_plan
 from faithful_guides.exact import LinearGaussianBN
-from faithful_guides.zoo.experiments import HOSTS, mc_kl, tree_weights
+from faithful_guides.zoo.experiments import FINAL_LR_FACTOR, HOSTS, mc_kl, tree_weights
 
 STRUCTURES = ("nami", "heuristic", "full")
 
@@ -56,12 +59,19 @@ def width_for(bn: LinearGaussianBN, structure: str, target: int) -> int:
     return min((lo, max(lo - 1, 1)), key=lambda w: abs(made_params(bn, structure, w) - target))
 
 
-def amortized_table(host: str, depths, steps: int, batch: int, lr: float) -> None:
+def amortized_table(
+    host: str, depths, steps: int, batch: int, lr: float, objective: str = "elbo"
+) -> None:
     train, guides = HOSTS[host]
     made = guides()["AutoFaithfulMADE"]
-    print(f"\n[{host}] amortized AutoFaithfulMADE, {steps} steps x {batch} fresh rows, lr {lr}")
-    cols = ("depth", "structure", "width", "params", "KL held-out", "floor", "s/step")
-    widths = (5, 10, 6, 8, 12, 7, 8)
+    print(
+        f"\n[{host}] amortized AutoFaithfulMADE, {steps} steps x {batch} fresh rows, "
+        f"{objective}, Adam lr {lr} decayed to {lr * FINAL_LR_FACTOR:g}; "
+        "KL(q || p) on 100 held-out rows after 1/4, 1/2, 3/4 and all of the steps"
+    )
+    cols = ("depth", "structure", "width", "params", "KL 1/4", "KL 1/2", "KL 3/4", "KL end")
+    cols += ("floor", "train s", "ms/step")
+    widths = (5, 10, 6, 8, 7, 7, 7, 7, 7, 8, 8)
     print(" ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)))
     for depth in depths:
         bn = LinearGaussianBN.tree(depth, tree_weights(depth))
@@ -76,12 +86,18 @@ def amortized_table(host: str, depths, steps: int, batch: int, lr: float) -> Non
             def guide_fn(model, structure=structure, w=w):
                 return made(model, structure=structure, hidden_dims=(w, w))
 
-            trained = train(bn, depth, guide_fn, steps, lr, batch, True, held_out, 0)
+            trained = train(
+                bn, depth, guide_fn, steps, lr, batch, True, held_out, max(steps // 4, 1),
+                objective=objective,
+            )  # fmt: skip
+            trace = [k for _, k in trained.kl_trace[:3]]
+            trace += [float("nan")] * (3 - len(trace))
             kl = mc_kl(bn, trained, held_out)
             step = float(np.median(trained.step_times))
             print(
-                f"{depth:>5} {structure:>10} {w:>6} {trained.params:>8} {kl:>12.3f} "
-                f"{floor:>7.3f} {step:>8.4f}",
+                f"{depth:>5} {structure:>10} {w:>6} {trained.params:>8} "
+                + " ".join(f"{k:>7.3f}" for k in [*trace, kl])
+                + f" {floor:>7.3f} {sum(trained.step_times):>8.1f} {1e3 * step:>8.2f}",
                 flush=True,
             )
 
@@ -119,12 +135,16 @@ def main() -> None:
     parser.add_argument("--hosts", nargs="+", default=list(HOSTS), choices=list(HOSTS))
     parser.add_argument("--depths", nargs="+", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=1e-2, help="amortized runs' initial lr")
+    parser.add_argument("--objective", choices=("elbo", "forward"), default="elbo")
+    parser.add_argument("--no-single", action="store_true", help="skip the one-observation table")
     args = parser.parse_args()
     depths = args.depths or ([4] if args.quick else [4, 5, 6, 7])
     steps = args.steps or (300 if args.quick else 3000)
     for host in args.hosts:
-        amortized_table(host, depths, steps, batch=100, lr=3e-3)
-        single_table(host, depths, steps if args.quick else 2000, lr=1e-2, every=50)
+        amortized_table(host, depths, steps, batch=100, lr=args.lr, objective=args.objective)
+        if not args.no_single:
+            single_table(host, depths, steps if args.quick else 2000, lr=1e-2, every=50)
 
 
 if __name__ == "__main__":
