@@ -18,6 +18,7 @@ from faithful_guides.zoo.models import (
     hmm_chain,
     latent_grid,
     student,
+    vae,
     vector_event,
 )
 
@@ -37,5 +38,6 @@ __all__ = [
     "hmm_chain",
     "latent_grid",
     "student",
+    "vae",
     "vector_event",
 ]

@@ -1,9 +1,9 @@
 """A thin shim over the two hosts so that each zoo model is written once.
 
 A :class:`Host` bundles the few primitives a model needs (``sample``, ``plate``,
-``deterministic``, the distributions module, the array namespace) for Pyro or NumPyro.
-Each host is imported lazily by :func:`get_host`, so the NumPyro host never imports torch
-and the Pyro host never imports jax.
+``deterministic``, ``param``, the distributions module, the array namespace) for Pyro or
+NumPyro. Each host is imported lazily by :func:`get_host`, so the NumPyro host never imports
+torch and the Pyro host never imports jax.
 
 Example:
     >>> host = get_host("numpyro")
@@ -45,6 +45,7 @@ class Host:
         condition: the ``condition`` handler (``pyro.condition`` / ``handlers.condition``).
         block: the ``block`` handler (``poutine.block`` / ``handlers.block``).
         module: the host's top-level module (``pyro`` or ``numpyro``).
+        param: ``pyro.param`` / ``numpyro.param`` (learned model parameters).
 
     Example:
         >>> get_host("pyro").tensor([1, 2]).dtype
@@ -60,6 +61,7 @@ class Host:
     condition: Callable[..., Any]
     block: Callable[..., Any]
     module: ModuleType
+    param: Callable[..., Any]
 
     def tensor(self, x: Any) -> Any:
         """A float32 host array from a number, a list or a numpy array.
@@ -112,6 +114,7 @@ def get_host(name: HostName) -> Host:
             condition=pyro.poutine.condition,
             block=pyro.poutine.block,
             module=pyro,
+            param=pyro.param,
         )
     if name == "numpyro":
         try:
@@ -133,5 +136,6 @@ def get_host(name: HostName) -> Host:
             condition=handlers.condition,
             block=handlers.block,
             module=numpyro,
+            param=numpyro.param,
         )
     raise ValueError(f"Unknown host {name!r}: expected one of {HOSTS}.")

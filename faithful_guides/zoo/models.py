@@ -34,6 +34,7 @@ __all__ = [
     "hmm_chain",
     "latent_grid",
     "student",
+    "vae",
     "vector_event",
 ]
 
@@ -407,6 +408,69 @@ def vector_event(host: Host | HostName, *, seed: int = 0) -> ModelSpec:
 
 
 # --------------------------------------------------------------------------------------
+# Neural models (learned model parameters)
+# --------------------------------------------------------------------------------------
+
+
+def vae(
+    host: Host | HostName,
+    num_rows: int = 200,
+    *,
+    subsample_size: int | None = None,
+    latent_dim: int = 2,
+    data_dim: int = 6,
+    hidden_dim: int = 16,
+    sigma: float = 0.3,
+    seed: int = 0,
+) -> ModelSpec:
+    """A VAE-style model: one local latent vector per row and a learned neural decoder.
+
+    In ``plate("data", num_rows, subsample_size=subsample_size)``:
+    ``z[i] ~ N(0, I_latent_dim)`` (``to_event(1)``) and observed
+    ``x[i] ~ N(f(z[i]), sigma)`` (``to_event(1)``), with the decoder
+    ``f(z) = tanh(z W1 + b1) W2 + b2`` whose weights are model parameters (``host.param``:
+    ``decoder_w1``, ``decoder_b1``, ``decoder_w2``, ``decoder_b2``); ``model(x)``, ``x`` of
+    shape ``(num_rows, data_dim)``. The data come from a decoder of the same form drawn from
+    ``seed``; the learned decoder starts at another draw.
+
+    Example:
+        >>> model, (x,), _ = vae("numpyro", 100, subsample_size=10)
+        >>> x.shape
+        (100, 6)
+    """
+    h = _host(host)
+    rng = np.random.default_rng(seed)
+
+    def weights(scale: float) -> list[np.ndarray]:
+        return [
+            scale * rng.standard_normal((latent_dim, hidden_dim)),
+            0.1 * rng.standard_normal(hidden_dim),
+            scale * rng.standard_normal((hidden_dim, data_dim)) / np.sqrt(hidden_dim),
+            0.1 * rng.standard_normal(data_dim),
+        ]
+
+    def decode(z: np.ndarray, w: list[np.ndarray]) -> np.ndarray:
+        return np.tanh(z @ w[0] + w[1]) @ w[2] + w[3]
+
+    true_w = weights(1.5)
+    z = rng.standard_normal((num_rows, latent_dim))
+    xv = decode(z, true_w) + sigma * rng.standard_normal((num_rows, data_dim))
+    init = dict(zip(("w1", "b1", "w2", "b2"), weights(0.5), strict=True))
+    zeros = h.tensor(np.zeros(latent_dim))
+    d, sample, xp = h.dist, h.sample, h.np
+
+    def model(x: Any = None) -> None:
+        # a fresh initial array per call: Pyro's param store may train the one it is given
+        w = {k: h.param(f"decoder_{k}", h.tensor(v)) for k, v in init.items()}
+        with h.plate("data", num_rows, subsample_size=subsample_size) as idx:
+            z = sample("z", d.Normal(zeros, 1.0).to_event(1))
+            loc = xp.tanh(z @ w["w1"] + w["b1"]) @ w["w2"] + w["b2"]
+            sample("x", d.Normal(loc, sigma).to_event(1), obs=_obs(x, idx))
+
+    return model, (h.tensor(xv),), {}
+
+
+# --------------------------------------------------------------------------------------
 # The standard instances
 # --------------------------------------------------------------------------------------
 
@@ -430,6 +494,7 @@ ZOO: dict[str, Callable[[Host | HostName], ModelSpec]] = {
     "hier_regression": hier_regression,
     "constrained": constrained,
     "vector_event": vector_event,
+    "vae": vae,
 }
 """The standard instances, ``name -> builder(host) -> (model, args, kwargs)``; tests and
 benchmarks parametrize over it."""

@@ -1,0 +1,461 @@
+"""Per-host adapters for the AutoFaithfulMADE tests: one interface, Pyro or NumPyro behind it.
+
+Each adapter wraps the host's own idioms (``svi.step`` or a jitted ``svi.update``,
+``guide.median(*args)`` or ``guide.median(params, *args)``, ``torch.save`` or ``pickle``, ...)
+so that a test is written once and parametrized over the host. Results come back as numpy
+arrays. A :class:`Fit` is a set-up or trained guide; ``params`` holds NumPyro's parameter dict
+(Pyro keeps them in the guide and the param store).
+
+Example:
+    >>> h = made_host("numpyro")
+    >>> model, args, kwargs = h.spec("state_space")
+    >>> args[0].shape
+    (8,)
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from faithful_guides.zoo import ZOO, get_host, hmm_chain
+
+__all__ = ["Fit", "MadeHost", "NumPyroHost", "PyroHost", "made_host"]
+
+Draws = dict[str, np.ndarray]
+
+
+@dataclass
+class Fit:
+    """A set-up or trained guide: its model, the call's arguments, the training losses and
+    (NumPyro) the parameters."""
+
+    model: Callable[..., Any]
+    guide: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    losses: np.ndarray
+    params: Any = None
+    first_step: Draws | None = None  # NumPyro: each parameter's change in the first step
+
+
+def _numpy(values: dict[str, Any]) -> Draws:
+    """Numpy copies (never views of a tensor that training may update in place)."""
+    return {
+        k: v.detach().numpy().copy() if hasattr(v, "detach") else np.array(v)
+        for k, v in values.items()
+    }
+
+
+Model = Callable[..., Any]
+Args = tuple[Any, ...]
+
+
+class MadeHost:
+    """The operations the guide tests need; :class:`PyroHost` and :class:`NumPyroHost`
+    implement the same methods with the same meaning:
+
+    ``guide(model, **options)``, ``setup(model, guide, args)`` (returns NumPyro's params),
+    ``untrained(model, args)`` (a set-up guide as a :class:`Fit`), ``param_shapes(fit)`` (the
+    guide's own parameters), ``init_grads(fit)`` (nonzero where the gradient at initialization
+    is), ``elbo(kind)`` (``"trace"``, ``"tracegraph"``, ``"renyi"``, ``"vectorized"``,
+    ``"meanfield"``; Pyro also ``"jit"``), ``train(...)`` and ``train_stream(...)`` (a
+    :class:`Fit`),
+    ``sample(fit, args, seed)`` (one draw), ``draws(fit, args, num)`` (``(num, *shape)``),
+    ``predictive``, ``median``, ``quantiles``, ``save_load`` (a new guide, reloaded),
+    ``loss(fit, elbo, seed)``, ``site_fns`` and ``kl_divergence`` (the guide's and the model's
+    distribution of a site), ``net_jacobian`` (the global MADE's) and ``guide_list``.
+    """
+
+    name: str
+
+    def __init__(self) -> None:
+        self.host = get_host(self.name)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def spec(self, name: str) -> tuple[Model, Args, dict[str, Any]]:
+        """A zoo model (``state_space`` shortened to 8 steps)."""
+        return hmm_chain(self.host, 8) if name == "state_space" else ZOO[name](self.host)
+
+    def tensor(self, x: Any) -> Any:
+        """A float32 host array."""
+        return self.host.tensor(x)
+
+    def reset(self) -> None:
+        """Fresh global state before each test (Pyro: param store and seed)."""
+
+    def guide(self, model: Model, **options: Any) -> Any:
+        """A new ``AutoFaithfulMADE(model, **options)``."""
+        raise NotImplementedError
+
+    def setup(self, model: Model, guide: Any, args: Args, kwargs: dict | None = None) -> Any:
+        """Set the guide up (first call / ``svi.init``); NumPyro: return the initial params."""
+        raise NotImplementedError
+
+    def untrained(
+        self, model: Model, args: Args, kwargs: dict | None = None, **options: Any
+    ) -> Fit:
+        """A new guide of ``model``, set up with ``args`` (NumPyro: initial ``params``)."""
+        guide = self.guide(model, **options)
+        params = self.setup(model, guide, args, kwargs)
+        return Fit(model, guide, args, kwargs or {}, np.zeros(0), params)
+
+
+class PyroHost(MadeHost):
+    """Pyro: ``SVI.step`` loops, parameters in the guide and the param store."""
+
+    name = "pyro"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import pyro
+        import torch
+        from pyro import infer as pinfer
+        from pyro import poutine
+        from pyro.infer import autoguide
+        from pyro.optim import Adam
+
+        from faithful_guides.pyro import AutoFaithfulMADE
+
+        torch.set_num_threads(1)
+        self.pyro, self.torch, self.poutine, self.infer = pyro, torch, poutine, pinfer
+        self.autoguide, self.Adam, self.cls = autoguide, Adam, AutoFaithfulMADE
+
+    def reset(self) -> None:
+        self.pyro.clear_param_store()
+        self.pyro.set_rng_seed(0)
+
+    def guide(self, model: Model, **options: Any) -> Any:
+        return self.cls(model, **options)
+
+    def setup(self, model: Model, guide: Any, args: Args, kwargs: dict | None = None) -> Any:
+        guide(*args, **(kwargs or {}))
+
+    def param_shapes(self, fit: Fit) -> dict[str, tuple[int, ...]]:
+        return {n: tuple(p.shape) for n, p in fit.guide.named_parameters()}
+
+    def init_grads(self, fit: Fit) -> Draws:
+        """Gradients of a one-particle Trace_ELBO at initialization (a new guide)."""
+        model, args, kwargs = fit.model, fit.args, fit.kwargs
+        guide = self.cls(model)
+        self.infer.Trace_ELBO().loss_and_grads(model, guide, *args, **kwargs)
+        return {  # no gradient: zeros
+            n: np.zeros(p.shape) if p.grad is None else p.grad.numpy()
+            for n, p in guide.named_parameters()
+        }
+
+    def elbo(self, kind: str, **options: Any) -> Any:
+        i = self.infer
+        return {
+            "trace": lambda: i.Trace_ELBO(**options),
+            "jit": lambda: i.JitTrace_ELBO(**options),
+            "tracegraph": lambda: i.TraceGraph_ELBO(**options),
+            "renyi": lambda: i.RenyiELBO(alpha=0.5, num_particles=2),
+            "vectorized": lambda: i.Trace_ELBO(num_particles=4, vectorize_particles=True),
+            "meanfield": lambda: i.TraceMeanField_ELBO(**options),
+        }[kind]()
+
+    def train(
+        self,
+        model: Model,
+        guide: Any,
+        args: Args,
+        kwargs: dict,
+        steps: int,
+        elbo: Any = None,
+        lr: float = 1e-2,
+    ) -> Fit:
+        self.pyro.clear_param_store()  # else another guide's same-named params get the steps
+        svi = self.infer.SVI(model, guide, self.Adam({"lr": lr}), elbo or self.elbo("trace"))
+        losses = [svi.step(*args, **kwargs) for _ in range(steps)]
+        return Fit(model, guide, args, kwargs, np.asarray(losses))
+
+    def train_stream(self, model: Model, guide: Any, batches: Iterable[Args], lr: float) -> Fit:
+        self.pyro.clear_param_store()
+        svi = self.infer.SVI(model, guide, self.Adam({"lr": lr}), self.elbo("trace"))
+        losses, args = [], ()
+        for args in batches:
+            losses.append(svi.step(*args))
+        return Fit(model, guide, args, {}, np.asarray(losses))
+
+    def sample(self, fit: Fit, args: Args, seed: int, observations: dict | None = None) -> Draws:
+        self.pyro.set_rng_seed(seed)
+        extra = {} if observations is None else {"observations": observations}
+        with self.torch.no_grad(), self.poutine.block():
+            return _numpy(fit.guide(*args, **extra))
+
+    def draws(
+        self, fit: Fit, args: Args, num: int, seed: int = 0, observations: dict | None = None
+    ) -> Draws:
+        one = self.sample(fit, args, seed, observations)
+        nesting = max((-p.dim for s in fit.guide.graph.sites.values() for p in s.plates), default=0)
+        plate = self.pyro.plate("_draws", num, dim=-(nesting + 1))
+        extra = {} if observations is None else {"observations": observations}
+        with self.torch.no_grad(), self.poutine.block(), plate:
+            values = fit.guide(*args, **extra)
+        out = {}
+        for n, v in values.items():
+            shape = one[n].shape
+            v = v.expand(num, *v.shape[1:]) if v.shape[0] == 1 else v
+            out[n] = v.reshape(num, *shape).numpy()
+        return out
+
+    def predictive(self, fit: Fit, num: int, return_sites: list[str] | None = None) -> Draws:
+        pred = self.infer.Predictive(
+            fit.model, guide=fit.guide, num_samples=num, return_sites=return_sites
+        )
+        return _numpy(pred(*fit.args, **fit.kwargs))
+
+    def median(self, fit: Fit, args: Args | None = None) -> Draws:
+        return _numpy(fit.guide.median(*(fit.args if args is None else args), **fit.kwargs))
+
+    def quantiles(self, fit: Fit, qs: Sequence[float], num: int) -> Draws:
+        return _numpy(fit.guide.quantiles(qs, *fit.args, num_samples=num, **fit.kwargs))
+
+    def save_load(self, fit: Fit, into: Fit | None = None) -> Fit:
+        """``state_dict`` through ``torch.save`` into the guide of ``into`` (default: a new
+        guide of the fit's model); model parameters stay in the param store."""
+        into = into or self.untrained(fit.model, fit.args, fit.kwargs)
+        buf = io.BytesIO()
+        self.torch.save(fit.guide.state_dict(), buf)
+        buf.seek(0)
+        into.guide.load_state_dict(self.torch.load(buf))
+        return Fit(into.model, into.guide, into.args, into.kwargs, fit.losses)
+
+    def model_params(self, model: Model, args: Args, params: Any = None) -> Draws:
+        """The model's own parameters (``pyro.param`` sites), as the param store holds them."""
+        tr = self.poutine.trace(model).get_trace(*args)
+        return _numpy({n: s["value"] for n, s in tr.nodes.items() if s["type"] == "param"})
+
+    def loss(self, fit: Fit, elbo: Any, seed: int) -> float:
+        self.pyro.set_rng_seed(seed)
+        return float(elbo.loss(fit.model, fit.guide, *fit.args, **fit.kwargs))
+
+    def site_fns(self, fit: Fit, site: str) -> tuple[Any, Any]:
+        tr = self.poutine.trace(fit.guide).get_trace(*fit.args)
+        mtr = self.poutine.trace(self.poutine.replay(fit.model, tr)).get_trace(*fit.args)
+        return tr.nodes[site]["fn"], mtr.nodes[site]["fn"]
+
+    def kl_divergence(self, p: Any, q: Any) -> Any:
+        return self.torch.distributions.kl_divergence(p, q)
+
+    def net_jacobian(self, guide: Any, params: Any, seed: int) -> np.ndarray:
+        """Jacobian of ``concat(loc, scale)`` of the global MADE at random weights and input."""
+        torch = self.torch
+        torch.manual_seed(seed)
+        for p in guide.global_net.parameters():
+            torch.nn.init.normal_(p)
+        x = torch.randn(guide.plan.global_.in_size)
+        jac = torch.autograd.functional.jacobian(lambda t: torch.cat(guide.global_net(t)), x)
+        return jac.numpy()
+
+    def guide_list(self, model: Model, faithful_hides: list[str]) -> Any:
+        guide = self.autoguide.AutoGuideList(model)
+        guide.append(self.cls(self.poutine.block(model, hide=list(faithful_hides))))
+        guide.append(self.autoguide.AutoNormal(self.poutine.block(model, expose=faithful_hides)))
+        return guide
+
+
+class NumPyroHost(MadeHost):
+    """NumPyro: ``SVI.run`` (jit), explicit ``params`` dicts and ``rng_key`` s."""
+
+    name = "numpyro"
+
+    def __init__(self) -> None:
+        super().__init__()
+        import jax
+        import numpyro
+        from numpyro import handlers
+        from numpyro import infer as ninfer
+        from numpyro.infer import autoguide
+        from numpyro.optim import Adam
+
+        from faithful_guides.backends.numpyro.nets import made_forward
+        from faithful_guides.numpyro import AutoFaithfulMADE
+
+        self.jax, self.numpyro, self.handlers, self.infer = jax, numpyro, handlers, ninfer
+        self.autoguide, self.Adam, self.cls = autoguide, Adam, AutoFaithfulMADE
+        self.made_forward = made_forward
+
+    def key(self, seed: int) -> Any:
+        return self.jax.random.PRNGKey(seed)
+
+    def guide(self, model: Model, **options: Any) -> Any:
+        return self.cls(model, **options)
+
+    def _init(
+        self, model: Model, guide: Any, args: Args, kwargs: dict | None = None, seed: int = 0
+    ) -> Any:
+        svi = self.infer.SVI(model, guide, self.Adam(1e-2), self.elbo("trace"))
+        return svi.get_params(svi.init(self.key(seed), *args, **(kwargs or {})))
+
+    def setup(self, model: Model, guide: Any, args: Args, kwargs: dict | None = None) -> Any:
+        return self._init(model, guide, args, kwargs)
+
+    def param_shapes(self, fit: Fit) -> dict[str, tuple[int, ...]]:
+        prefix = f"{fit.guide.prefix}_"
+        return {k: tuple(v.shape) for k, v in fit.params.items() if k.startswith(prefix)}
+
+    def init_grads(self, fit: Fit) -> Draws:
+        """The fit's first Adam step, ``-lr * g / (|g| + eps)`` elementwise: nonzero exactly
+        where the gradient ``g`` at initialization is, finite exactly where it is (this saves
+        compiling the gradient on its own)."""
+        assert fit.first_step is not None
+        return fit.first_step
+
+    def elbo(self, kind: str, **options: Any) -> Any:
+        i = self.infer
+        return {
+            "trace": lambda: i.Trace_ELBO(**options),
+            "tracegraph": lambda: i.TraceGraph_ELBO(**options),
+            "renyi": lambda: i.RenyiELBO(alpha=0.5, num_particles=2),
+            "vectorized": lambda: i.Trace_ELBO(num_particles=4, vectorize_particles=True),
+            "meanfield": lambda: i.TraceMeanField_ELBO(**options),
+        }[kind]()
+
+    def train(
+        self,
+        model: Model,
+        guide: Any,
+        args: Args,
+        kwargs: dict,
+        steps: int,
+        elbo: Any = None,
+        lr: float = 1e-2,
+    ) -> Fit:
+        return self.train_stream(model, guide, [args] * steps, lr, elbo, kwargs)
+
+    def train_stream(
+        self,
+        model: Model,
+        guide: Any,
+        batches: Iterable[Args],
+        lr: float,
+        elbo: Any = None,
+        kwargs: dict | None = None,
+    ) -> Fit:
+        """A Python loop over a jitted ``svi.update`` (as cheap to compile as ``svi.run``,
+        and it shows the first step)."""
+        kwargs = kwargs or {}
+        batches = iter(batches)
+        args = next(batches)
+        svi = self.infer.SVI(model, guide, self.Adam(lr), elbo or self.elbo("trace"))
+        state = svi.init(self.key(0), *args, **kwargs)
+        init = _numpy(svi.get_params(state))
+        update = self.jax.jit(lambda s, *a: svi.update(s, *a, **kwargs))
+        losses, first = [], None
+        for a in [args, *batches]:
+            state, loss = update(state, *a)
+            losses.append(loss)
+            args = a
+            if first is None:
+                first = {k: v - init[k] for k, v in _numpy(svi.get_params(state)).items()}
+        params = svi.get_params(state)
+        return Fit(model, guide, args, kwargs, np.asarray(losses), params, first)
+
+    def sample(self, fit: Fit, args: Args, seed: int, observations: dict | None = None) -> Draws:
+        h = self.handlers
+        extra = {} if observations is None else {"observations": observations}
+        run = h.substitute(h.seed(fit.guide, self.key(seed)), data=fit.params)
+        with h.block():
+            return _numpy(run(*args, **extra))
+
+    # Batched draws run under jit: one compilation is much cheaper than op-by-op dispatch.
+
+    def draws(
+        self, fit: Fit, args: Args, num: int, seed: int = 0, observations: dict | None = None
+    ) -> Draws:
+        extra = {} if observations is None else {"observations": observations}
+
+        def run(key: Any, params: Any) -> Any:
+            return fit.guide.sample_posterior(key, params, *args, sample_shape=(num,), **extra)
+
+        return _numpy(self.jax.jit(run)(self.key(seed), fit.params))
+
+    def predictive(self, fit: Fit, num: int, return_sites: list[str] | None = None) -> Draws:
+        pred = self.infer.Predictive(
+            fit.model,
+            guide=fit.guide,
+            params=fit.params,
+            num_samples=num,
+            return_sites=return_sites,
+        )
+        return _numpy(self.jax.jit(lambda key: pred(key, *fit.args, **fit.kwargs))(self.key(0)))
+
+    def median(self, fit: Fit, args: Args | None = None) -> Draws:
+        args = fit.args if args is None else args
+        return _numpy(self.jax.jit(lambda p: fit.guide.median(p, *args))(fit.params))
+
+    def quantiles(self, fit: Fit, qs: Sequence[float], num: int) -> Draws:
+        def run(params: Any) -> Any:
+            return fit.guide.quantiles(params, qs, *fit.args, num_samples=num)
+
+        return _numpy(self.jax.jit(run)(fit.params))
+
+    def save_load(self, fit: Fit, into: Fit | None = None) -> Fit:
+        """``pickle`` of the parameters, for the guide of ``into`` (default: a new guide of
+        the fit's model)."""
+        into = into or self.untrained(fit.model, fit.args, fit.kwargs)
+        params = pickle.loads(pickle.dumps(self.jax.device_get(fit.params)))
+        return Fit(into.model, into.guide, into.args, into.kwargs, fit.losses, params)
+
+    def model_params(self, model: Model, args: Args, params: Any = None) -> Draws:
+        """The model's own parameters (``numpyro.param`` sites): their values in ``params``,
+        else their initial values."""
+        h = self.handlers
+        run = h.substitute(h.seed(model, self.key(0)), data=params or {})
+        tr = h.trace(run).get_trace(*args)
+        return _numpy({n: s["value"] for n, s in tr.items() if s["type"] == "param"})
+
+    def loss(self, fit: Fit, elbo: Any, seed: int) -> float:
+        return float(elbo.loss(self.key(seed), fit.params, fit.model, fit.guide, *fit.args))
+
+    def site_fns(self, fit: Fit, site: str) -> tuple[Any, Any]:
+        h = self.handlers
+        guide = h.substitute(h.seed(fit.guide, self.key(0)), data=fit.params)
+        tr = h.trace(guide).get_trace(*fit.args)
+        model = h.replay(h.seed(fit.model, self.key(1)), trace=tr)
+        return tr[site]["fn"], h.trace(model).get_trace(*fit.args)[site]["fn"]
+
+    def kl_divergence(self, p: Any, q: Any) -> Any:
+        return self.numpyro.distributions.kl_divergence(p, q)
+
+    def net_jacobian(self, guide: Any, params: Any, seed: int) -> np.ndarray:
+        """Jacobian of ``concat(loc, scale)`` of the global MADE at random weights and input."""
+        jax, g = self.jax, guide.plan.global_
+        net = {k.split("_")[-1]: v for k, v in params.items() if "_made_global_" in k}
+        keys = jax.random.split(self.key(seed), len(net) + 1)
+        net = {
+            k: v + jax.random.normal(kk, v.shape)
+            for kk, (k, v) in zip(keys[1:], net.items(), strict=True)
+        }
+        x = jax.random.normal(keys[0], (g.in_size,))
+
+        def f(t: Any) -> Any:
+            return jax.numpy.concatenate(self.made_forward(net, g.masks, g.skip, t))
+
+        return np.asarray(jax.jit(jax.jacfwd(f))(x))
+
+    def guide_list(self, model: Model, faithful_hides: list[str]) -> Any:
+        h = self.handlers
+        guide = self.autoguide.AutoGuideList(model)
+        guide.append(self.cls(h.block(model, hide=list(faithful_hides))))
+        guide.append(self.autoguide.AutoNormal(h.block(model, expose=list(faithful_hides))))
+        return guide
+
+
+_ADAPTERS: dict[str, MadeHost] = {}
+
+
+def made_host(name: str) -> MadeHost:
+    """The (cached) adapter of host ``"pyro"`` or ``"numpyro"``."""
+    if name not in _ADAPTERS:
+        _ADAPTERS[name] = {"pyro": PyroHost, "numpyro": NumPyroHost}[name]()
+    return _ADAPTERS[name]
