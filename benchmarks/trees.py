@@ -20,7 +20,7 @@ Usage::
 
     python benchmarks/trees.py             # depths 4-7, both hosts (tens of minutes)
     python benchmarks/trees.py --quick     # depth 4, few steps (about a minute)
-    python benchmarks/trees.py --hosts numpyro --depths 5 7 --no-single
+    python benchmarks/trees.py --hosts numpyro --depths 5 7 --tables amortized
 """
 
 from __future__ import annotations
@@ -137,13 +137,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=1e-2, help="amortized runs' initial lr")
     parser.add_argument("--objective", choices=("elbo", "forward"), default="elbo")
-    parser.add_argument("--no-single", action="store_true", help="skip the one-observation table")
+    parser.add_argument(
+        "--tables", nargs="+", choices=("amortized", "single"), default=["amortized", "single"]
+    )
     args = parser.parse_args()
     depths = args.depths or ([4] if args.quick else [4, 5, 6, 7])
     steps = args.steps or (300 if args.quick else 3000)
     for host in args.hosts:
-        amortized_table(host, depths, steps, batch=100, lr=args.lr, objective=args.objective)
-        if not args.no_single:
+        if "amortized" in args.tables:
+            amortized_table(host, depths, steps, batch=100, lr=args.lr, objective=args.objective)
+        if "single" in args.tables:
             single_table(host, depths, steps if args.quick else 2000, lr=1e-2, every=50)
 
 

@@ -69,7 +69,9 @@ class MadeHost:
     ``sample(fit, args, seed)`` (one draw), ``draws(fit, args, num)`` (``(num, *shape)``),
     ``predictive``, ``median``, ``quantiles``, ``save_load`` (a new guide, reloaded),
     ``loss(fit, elbo, seed)``, ``site_fns`` and ``kl_divergence`` (the guide's and the model's
-    distribution of a site), ``net_jacobian`` (the global MADE's) and ``guide_list``.
+    distribution of a site), ``net_jacobian`` (the global MADE's), ``random_net`` (a group's
+    MADE at random weights) with ``made_forward`` (one full pass) and ``made_steps`` (the
+    generation-by-generation evaluation the guide samples with), and ``guide_list``.
     """
 
     name: str
@@ -246,14 +248,38 @@ class PyroHost(MadeHost):
     def kl_divergence(self, p: Any, q: Any) -> Any:
         return self.torch.distributions.kl_divergence(p, q)
 
+    def random_net(self, fit: Fit, group: str, seed: int) -> Any:
+        """The guide's ``group`` MADE ("global" or "local") with weights drawn N(0, 1)."""
+        self.torch.manual_seed(seed)
+        net = getattr(fit.guide, f"{group}_net")
+        for p in net.parameters():
+            self.torch.nn.init.normal_(p)
+        return net
+
+    def made_forward(self, net: Any, group: Any, x: np.ndarray) -> np.ndarray:
+        """``concat(loc, scale)`` of one full pass on inputs ``x`` shaped ``(..., in)``."""
+        with self.torch.no_grad():
+            return self.torch.cat(net(self.tensor(x)), -1).numpy()
+
+    def made_steps(
+        self, net: Any, group: Any, known: np.ndarray | None, feeds: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """``concat(loc, scale)`` of each generation, run generation by generation and fed
+        ``feeds[g]`` after generation ``g``."""
+        torch, out = self.torch, []
+        with torch.no_grad():
+            steps = net.steps(group.schedule, None if known is None else self.tensor(known))
+            for u in feeds:
+                out.append(torch.cat(steps.outputs(), -1).numpy())
+                steps.update(self.tensor(u))
+        return out
+
     def net_jacobian(self, guide: Any, params: Any, seed: int) -> np.ndarray:
         """Jacobian of ``concat(loc, scale)`` of the global MADE at random weights and input."""
         torch = self.torch
-        torch.manual_seed(seed)
-        for p in guide.global_net.parameters():
-            torch.nn.init.normal_(p)
+        net = self.random_net(Fit(None, guide, (), {}, np.zeros(0), params), "global", seed)
         x = torch.randn(guide.plan.global_.in_size)
-        jac = torch.autograd.functional.jacobian(lambda t: torch.cat(guide.global_net(t)), x)
+        jac = torch.autograd.functional.jacobian(lambda t: torch.cat(net(t)), x)
         return jac.numpy()
 
     def guide_list(self, model: Model, faithful_hides: list[str]) -> Any:
@@ -277,12 +303,12 @@ class NumPyroHost(MadeHost):
         from numpyro.infer import autoguide
         from numpyro.optim import Adam
 
-        from faithful_guides.backends.numpyro.nets import made_forward
+        from faithful_guides.backends.numpyro.nets import MadeSteps, made_forward
         from faithful_guides.numpyro import AutoFaithfulMADE
 
         self.jax, self.numpyro, self.handlers, self.infer = jax, numpyro, handlers, ninfer
         self.autoguide, self.Adam, self.cls = autoguide, Adam, AutoFaithfulMADE
-        self.made_forward = made_forward
+        self.made_forward_fn, self.MadeSteps = made_forward, MadeSteps
 
     def key(self, seed: int) -> Any:
         return self.jax.random.PRNGKey(seed)
@@ -427,21 +453,37 @@ class NumPyroHost(MadeHost):
     def kl_divergence(self, p: Any, q: Any) -> Any:
         return self.numpyro.distributions.kl_divergence(p, q)
 
+    def random_net(self, fit: Fit, group: str, seed: int) -> Any:
+        """The guide's ``group`` MADE parameters ("global" or "local"), perturbed by N(0, 1)."""
+        net = {k.split("_")[-1]: v for k, v in fit.params.items() if f"_made_{group}_" in k}
+        keys = self.jax.random.split(self.key(seed), len(net))
+        return {
+            k: v + self.jax.random.normal(kk, v.shape)
+            for kk, (k, v) in zip(keys, net.items(), strict=True)
+        }
+
+    def made_forward(self, net: Any, group: Any, x: Any) -> Any:
+        """``concat(loc, scale)`` of one full pass on inputs ``x`` shaped ``(..., in)``."""
+        return self.jax.numpy.concatenate(self.made_forward_fn(net, group.masks, group.skip, x), -1)
+
+    def made_steps(
+        self, net: Any, group: Any, known: np.ndarray | None, feeds: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        """``concat(loc, scale)`` of each generation, run generation by generation and fed
+        ``feeds[g]`` after generation ``g``."""
+        steps, out = self.MadeSteps(net, group.masks, group.skip, group.schedule, known), []
+        for u in feeds:
+            out.append(np.asarray(self.jax.numpy.concatenate(steps.outputs(), -1)))
+            steps.update(self.jax.numpy.asarray(u))
+        return out
+
     def net_jacobian(self, guide: Any, params: Any, seed: int) -> np.ndarray:
         """Jacobian of ``concat(loc, scale)`` of the global MADE at random weights and input."""
-        jax, g = self.jax, guide.plan.global_
-        net = {k.split("_")[-1]: v for k, v in params.items() if "_made_global_" in k}
-        keys = jax.random.split(self.key(seed), len(net) + 1)
-        net = {
-            k: v + jax.random.normal(kk, v.shape)
-            for kk, (k, v) in zip(keys[1:], net.items(), strict=True)
-        }
-        x = jax.random.normal(keys[0], (g.in_size,))
-
-        def f(t: Any) -> Any:
-            return jax.numpy.concatenate(self.made_forward(net, g.masks, g.skip, t))
-
-        return np.asarray(jax.jit(jax.jacfwd(f))(x))
+        g = guide.plan.global_
+        net = self.random_net(Fit(None, guide, (), {}, np.zeros(0), params), "global", seed)
+        x = self.jax.random.normal(self.key(seed + 1), (g.in_size,))
+        f = self.jax.jit(self.jax.jacfwd(lambda t: self.made_forward(net, g, t)))
+        return np.asarray(f(x))
 
     def guide_list(self, model: Model, faithful_hides: list[str]) -> Any:
         h = self.handlers

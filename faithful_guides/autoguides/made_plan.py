@@ -17,8 +17,11 @@ Plates. Sites sit either outside every plate (the *global* group) or in one plat
 local network is shared by all rows: its inputs are the row's own features and the
 global features, broadcast, so its cost grows linearly with the plate. A global latent
 whose inverse parents are observed sites in the plate sees them through a
-permutation-invariant *summary*: a learned per-row embedding averaged over the rows
-(under subsampling the minibatch average is an unbiased estimate of the full one).
+permutation-invariant *summary*: the rows' mean next to a learned per-row embedding
+averaged over the rows, :math:`[\bar x;\ \overline{\phi(x)}]` (under subsampling the
+minibatch averages are unbiased estimates of the full ones). The raw mean is there for
+the direct connections: a global latent whose posterior mean is linear in a sufficient
+statistic, as in a Gaussian hierarchy, reads it without training the embedding.
 The plate-aware inversion puts global latents before local ones, so global latents
 never condition on local latents.
 
@@ -32,8 +35,10 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 import numpy as np
@@ -61,11 +66,17 @@ class Block:
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean over the plate rows of an embedding of the observed sites ``sites``."""
+    """Means over the plate rows of the observed sites ``sites`` (``in_size`` features per
+    row) and of a learned ``dim``-wide embedding of them: ``in_size + dim`` features."""
 
     name: str
     sites: tuple[str, ...]
     in_size: int
+    dim: int
+
+    @property
+    def size(self) -> int:
+        return self.in_size + self.dim
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,52 @@ class GroupPlan:
     def output(self, name: str) -> Block:
         return next(b for b in self.outputs if b.name == name)
 
+    @cached_property
+    def schedule(self) -> PassSchedule:
+        """The generation-by-generation evaluation order of this MADE (see
+        :class:`PassSchedule`)."""
+        return _schedule(self)
+
+
+@dataclass(frozen=True)
+class PassSchedule:
+    r"""How to run a group's MADE one generation at a time without recomputing what is known.
+
+    The first layer and the skip connection are linear in the inputs, so the guide keeps
+    :math:`z = [W_1 x + b_1;\ S x]` and, once a generation is sampled, adds only its
+    latents' contribution :math:`[W_1; S]_{:, \mathrm{cols}_g}\, u_g` (the latents of later
+    generations are zero until then). A generation's pass needs only its own output rows.
+    Both are contiguous slices once the backend permutes the weights once per call:
+
+    * ``columns`` orders the input features: the ``known`` blocks (inputs that are not
+      latents of this group: observed sites, summaries, global sites of a local group),
+      then the latents of each generation in generation order; ``column_splits`` gives the
+      sizes of those runs (the known run first, then one per generation).
+    * ``rows`` orders the ``2 * out_size`` output rows (and the skip rows): per generation
+      its location rows, then its scale rows; ``row_splits`` is ``2 * k_g`` per generation.
+    * ``sites`` gives, per generation, ``(name, offset, size)`` of each site inside the
+      generation's ``k_g`` features (generation order, as ``columns`` and ``rows``).
+    * ``changed[l][g]``: the units of hidden layer ``l`` (all but the last hidden layer)
+      whose value depends on the latents of generation ``g``. Only they change when that
+      generation is sampled, so the pre-activations of layer ``l + 1`` can be updated by
+      ``W_{l+1}[:, changed] (h_new - h_old)[changed]`` rather than recomputed (in a chain,
+      a generation typically changes a couple of units out of hundreds). The units are
+      counted in the order ``unit_order[l]`` (a permutation of the layer, which changes
+      nothing in the function the network computes), chosen so that each generation's
+      units are contiguous where possible: then ``changed[l][g]`` is a ``slice``, else
+      an array of positions (None: the generation changes no unit of the layer). A
+      backend may ignore ``changed`` and recompute those layers.
+    """
+
+    known: tuple[Block, ...]
+    columns: np.ndarray
+    column_splits: tuple[int, ...]
+    rows: np.ndarray
+    row_splits: tuple[int, ...]
+    sites: tuple[tuple[tuple[str, int, int], ...], ...]
+    changed: tuple[tuple[slice | np.ndarray | None, ...], ...]
+    unit_order: tuple[np.ndarray, ...]
+
 
 @dataclass(frozen=True)
 class MadePlan:
@@ -136,7 +193,8 @@ def build_made_plan(
             value size for observed sites (plate dimensions excluded).
         hidden: hidden layer widths of each MADE.
         structure: ``"nami"``, ``"heuristic"`` or ``"full"`` (see :func:`~faithful_guides.invert`).
-        summary_dim: embedding width of each plate summary.
+        summary_dim: embedding width of each plate summary (which also carries the
+            rows' mean).
 
     Raises:
         ValueError: unknown structure, sites in more than one plate, or a structure in
@@ -157,11 +215,26 @@ def build_made_plan(
                 f"local latents {sorted(bad)} of plate {plate.name!r}; amortized plate guides "
                 "sample global latents first. Use structure='nami'."
             )
-    summaries = _summaries(graph, inverse, local, sizes)
-    glob = _group(graph, inverse, None, sizes, hidden, summaries, summary_dim)
+    summaries = _summaries(graph, inverse, local, sizes, summary_dim)
+    glob = _group(graph, inverse, None, sizes, hidden, summaries)
     has_local_latent = any(n in local for n in graph.latent)
-    loc = _group(graph, inverse, plate, sizes, hidden, (), 0) if has_local_latent else None
+    loc = _group(graph, inverse, plate, sizes, hidden, ()) if has_local_latent else None
     return MadePlan(graph, inverse, glob, loc, summaries)
+
+
+def default_hidden(
+    graph: ModelGraph, *, sizes: Mapping[str, int], structure: str = "nami", summary_dim: int = 16
+) -> tuple[int, int]:
+    """The guides' default ``hidden_dims``: two layers of ``max(32, 2 F)``, where ``F`` is
+    the number of distinct input features that the outputs of one MADE see together (the
+    widest group), so that every hidden layer can carry each output's parents."""
+    with warnings.catch_warnings():  # hidden=(1,) is a probe: its masks are not used
+        warnings.simplefilter("ignore")
+        plan = build_made_plan(
+            graph, sizes=sizes, hidden=(1,), structure=structure, summary_dim=summary_dim
+        )
+    seen = max((int(g.skip.any(0).sum()) for g in (plan.global_, plan.local) if g), default=0)
+    return (max(32, 2 * seen),) * 2
 
 
 def _the_plate(graph: ModelGraph) -> PlateInfo | None:
@@ -181,7 +254,11 @@ def _the_plate(graph: ModelGraph) -> PlateInfo | None:
 
 
 def _summaries(
-    graph: ModelGraph, inverse: nx.DiGraph, local: set[str], sizes: Mapping[str, int]
+    graph: ModelGraph,
+    inverse: nx.DiGraph,
+    local: set[str],
+    sizes: Mapping[str, int],
+    dim: int,
 ) -> tuple[Summary, ...]:
     """One summary per distinct set of in-plate observed parents of a global latent."""
     found: dict[tuple[str, ...], Summary] = {}
@@ -191,7 +268,7 @@ def _summaries(
         sites = tuple(sorted((u for u in inverse.predecessors(v) if u in local), key=_order(graph)))
         if sites and sites not in found:
             name = f"summary[{','.join(sites)}]"
-            found[sites] = Summary(name, sites, sum(sizes[u] for u in sites))
+            found[sites] = Summary(name, sites, sum(sizes[u] for u in sites), dim)
     return tuple(found.values())
 
 
@@ -206,7 +283,6 @@ def _group(
     sizes: Mapping[str, int],
     hidden: Sequence[int],
     summaries: Sequence[Summary],
-    summary_dim: int,
 ) -> GroupPlan:
     """Inputs: observed then latent sites of the group, then (for the local group) the
     global sites, broadcast; the global group also reads the summaries."""
@@ -222,8 +298,8 @@ def _group(
         inputs.append(Block(n, kind, sizes[n], offset))
         offset += sizes[n]
     for s in summaries:
-        inputs.append(Block(s.name, "summary", summary_dim, offset))
-        offset += summary_dim
+        inputs.append(Block(s.name, "summary", s.size, offset))
+        offset += s.size
     by_name = {b.name: b for b in inputs}
     outputs, allowed, out_off = [], [], 0
     for v in latents:
@@ -245,3 +321,66 @@ def _group(
     sub = inverse.subgraph(latents)
     generations = tuple(tuple(sorted(gen, key=key)) for gen in nx.topological_generations(sub))
     return GroupPlan(plate, tuple(inputs), tuple(outputs), tuple(masks), skip, generations)
+
+
+def _schedule(group: GroupPlan) -> PassSchedule:
+    """The :class:`PassSchedule` of ``group``."""
+    outs = {b.name for b in group.outputs}
+    known = tuple(b for b in group.inputs if b.name not in outs)
+    columns = [i for b in known for i in range(b.offset, b.offset + b.size)]
+    column_splits, rows, row_splits, sites = [len(columns)], [], [], []
+    for gen in group.generations:
+        blocks = [group.output(n) for n in gen]
+        columns += [i for b in blocks for i in range(*_span(group.block(b.name)))]
+        loc_rows = [j for b in blocks for j in range(*_span(b))]
+        rows += loc_rows + [j + group.out_size for j in loc_rows]
+        k = len(loc_rows)
+        column_splits.append(k)
+        row_splits.append(2 * k)
+        offsets = np.cumsum([0] + [b.size for b in blocks])[:-1]
+        sites.append(tuple((b.name, int(o), b.size) for b, o in zip(blocks, offsets, strict=True)))
+    columns = np.asarray(columns, dtype=np.int64)
+    gen_columns = np.split(columns, np.cumsum(column_splits)[:-1])[1:]
+    changed, orders = [], []
+    reach = group.masks[0].astype(np.int64) if group.masks else None
+    for m in group.masks[1:-1]:  # the hidden layers but the last
+        units, order = _changed_units([reach[:, c].any(1) for c in gen_columns])
+        changed.append(units)
+        orders.append(order)
+        reach = np.minimum(m.astype(np.int64) @ reach, 1)
+    return PassSchedule(
+        known,
+        columns,
+        tuple(column_splits),
+        np.asarray(rows, dtype=np.int64),
+        tuple(row_splits),
+        tuple(sites),
+        tuple(changed),
+        tuple(orders),
+    )
+
+
+def _changed_units(
+    by_gen: Sequence[np.ndarray],
+) -> tuple[tuple[slice | np.ndarray | None, ...], np.ndarray]:
+    """Order a layer's units by the generations that change them (``by_gen[g]``: a bool
+    mask over the units) and give each generation's units in that order, as a slice
+    where they are contiguous (None where there are none)."""
+    width = len(by_gen[0]) if by_gen else 0
+    gens = [tuple(g for g, m in enumerate(by_gen) if m[u]) or (len(by_gen),) for u in range(width)]
+    order = np.array(sorted(range(width), key=lambda u: gens[u]), dtype=np.int64)
+    position = np.argsort(order)
+    units = []
+    for m in by_gen:
+        p = np.sort(position[np.flatnonzero(m)])
+        if not len(p):
+            units.append(None)
+        elif p[-1] - p[0] + 1 == len(p):
+            units.append(slice(int(p[0]), int(p[-1]) + 1))
+        else:
+            units.append(p)
+    return tuple(units), order
+
+
+def _span(b: Block) -> tuple[int, int]:
+    return b.offset, b.offset + b.size

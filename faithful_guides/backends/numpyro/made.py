@@ -29,8 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +43,22 @@ from numpyro.distributions.transforms import ComposeTransform, ReshapeTransform,
 from numpyro.infer.autoguide import AutoGuide
 from numpyro.infer.initialization import init_to_uniform
 
-from faithful_guides.autoguides.made_plan import Block, GroupPlan, MadePlan, build_made_plan
+from faithful_guides.autoguides.checks import (
+    check_made_options,
+    check_observed_shape,
+    missing_observation,
+)
+from faithful_guides.autoguides.made_plan import (
+    Block,
+    GroupPlan,
+    MadePlan,
+    build_made_plan,
+    default_hidden,
+)
 from faithful_guides.backends.numpyro.nets import (
+    MadeSteps,
     init_made,
     init_mlp,
-    made_forward,
     mlp_forward,
     unit_lower,
 )
@@ -108,19 +118,20 @@ class AutoFaithfulMADE(AutoGuide):
         model: Callable[..., Any],
         *,
         structure: str = "nami",
-        hidden_dims: tuple[int, ...] | None = None,
+        hidden_dims: Sequence[int] | None = None,
         summary_dim: int = 16,
         init_loc_fn: Callable[..., Any] = init_to_uniform,
         init_scale: float = 0.1,
         create_plates: Callable[..., Any] | None = None,
         prefix: str = "auto",
     ) -> None:
-        if not init_scale > 0:
-            raise ValueError(f"Expected init_scale > 0, found {init_scale}.")
+        init_scale, hidden_dims, summary_dim = check_made_options(
+            init_scale=init_scale, hidden_dims=hidden_dims, summary_dim=summary_dim
+        )
         self.structure = structure
-        self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
+        self.hidden_dims = hidden_dims
         self.summary_dim = summary_dim
-        self._init_scale = float(init_scale)
+        self._init_scale = init_scale
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn, create_plates=create_plates)
 
     # ---------------------------------------------------------------- setup
@@ -141,7 +152,9 @@ class AutoFaithfulMADE(AutoGuide):
                 self._prototype_frames.setdefault(f.name, f)
         sizes = {n: lat.size for n, lat in self._latents.items()}
         sizes.update({n: _observed_size(graph, n) for n in graph.observed})
-        hidden = self.hidden_dims or _default_hidden(graph, sizes, self.structure, self.summary_dim)
+        hidden = self.hidden_dims or default_hidden(
+            graph, sizes=sizes, structure=self.structure, summary_dim=self.summary_dim
+        )
         self._plan = build_made_plan(
             graph, sizes=sizes, hidden=hidden, structure=self.structure,
             summary_dim=self.summary_dim,
@@ -232,10 +245,11 @@ class AutoFaithfulMADE(AutoGuide):
         feats = {}
         for name, value in values.items():
             proto = self.prototype_trace[name]
-            value = jnp.asarray(value)
+            value, expected = jnp.asarray(value), tuple(proto["fn"].shape())
             frames = proto["cond_indep_stack"]
+            axis = len(expected) - len(proto["fn"].event_shape) + frames[0].dim if frames else None
+            check_observed_shape(name, tuple(value.shape), expected, axis)
             if frames:
-                axis = value.ndim - len(proto["fn"].event_shape) + frames[0].dim
                 value = jnp.moveaxis(value, axis, 0)
                 feats[name] = value.reshape(value.shape[0], -1)
             else:
@@ -254,15 +268,13 @@ class AutoFaithfulMADE(AutoGuide):
         for name in self._graph.observed:
             if name in skip:
                 continue
-            site = tr[name]
-            if not site["is_observed"]:
-                raise ValueError(
-                    f"AutoFaithfulMADE conditions on the observed value of site {name!r}, but "
-                    "this call left it unobserved (its data argument is None?). Pass the "
-                    "observations; for posterior predictive draws of it use "
-                    "Predictive(model, posterior_samples=guide.sample_posterior(...))."
-                )
-            values[name] = jnp.broadcast_to(jnp.asarray(site["value"]), site["fn"].shape())
+            site = tr.get(name)
+            if site is None or not site["is_observed"]:
+                raise missing_observation(name, "no site" if site is None else "a latent site")
+            value, shape = jnp.asarray(site["value"]), tuple(site["fn"].shape())
+            if _broadcasts(value.shape, shape):  # else _observations names the site
+                value = jnp.broadcast_to(value, shape)
+            values[name] = value
         return values
 
     def _run(
@@ -271,7 +283,8 @@ class AutoFaithfulMADE(AutoGuide):
         plan, feats, result = self._plan, dict(obs), {}
         for i, s in enumerate(plan.summaries):
             rows = jnp.concatenate([feats[n] for n in s.sites], axis=-1)
-            feats[s.name] = mlp_forward(params[f"summary{i}"], rows).mean(axis=0)
+            embedded = mlp_forward(params[f"summary{i}"], rows)
+            feats[s.name] = jnp.concatenate([rows.mean(axis=0), embedded.mean(axis=0)], -1)
         self._pass(plan.global_, "global", params, feats, result, median, None)
         if plan.local is not None:
             plate = plates[plan.local.plate.name]
@@ -290,22 +303,28 @@ class AutoFaithfulMADE(AutoGuide):
         rows: int | None,
     ) -> None:
         """Sample the group generation by generation (one MADE pass each)."""
-        for gen in g.generations:
-            x = jnp.concatenate([self._feature(feats, b, rows) for b in g.inputs], axis=-1)
-            loc, scale = made_forward(params[group], g.masks, g.skip, x)
-            for name in gen:
-                sl = g.output(name).slice
+        if not g.outputs:  # a group without latents
+            return
+        sched = g.schedule
+        known = [self._feature(feats, b, rows) for b in sched.known]
+        x = jnp.concatenate(known, axis=-1) if known else None
+        steps = MadeSteps(params[group], g.masks, g.skip, sched, x)
+        for sites in sched.sites:
+            loc, scale = steps.outputs()
+            us = []
+            for name, offset, size in sites:
+                sl = slice(offset, offset + size)
                 result[name], feats[name] = self._emit(
                     name, loc[..., sl], scale[..., sl], params, median
                 )
+                us.append(feats[name])
+            steps.update(jnp.concatenate(us, axis=-1) if len(us) > 1 else us[0])
 
     def _feature(self, feats: dict[str, Array], b: Block, rows: int | None) -> Array:
-        x = feats.get(b.name)
-        if rows is None:
-            return jnp.zeros(b.size) if x is None else x
-        if x is None:
-            return jnp.zeros((rows, b.size))
-        return x if x.ndim == 2 else jnp.broadcast_to(x, (rows, b.size))
+        x = feats[b.name]
+        if rows is None or x.ndim == 2:
+            return x
+        return jnp.broadcast_to(x, (rows, b.size))
 
     def _emit(
         self, name: str, loc: Array, scale: Array, params: dict[str, Any], median: bool
@@ -371,6 +390,12 @@ class AutoFaithfulMADE(AutoGuide):
         return {k: jnp.quantile(v, q, axis=0) for k, v in draws.items()}
 
     @property
+    def graph(self) -> ModelGraph:
+        """The traced :class:`~faithful_guides.ModelGraph` of the model (set up at the first
+        call), as the Pyro guide's ``graph`` attribute."""
+        return self._graph
+
+    @property
     def plan(self) -> MadePlan:
         """The :class:`~faithful_guides.autoguides.made_plan.MadePlan` built at setup."""
         return self._plan
@@ -382,20 +407,9 @@ def _observed_size(graph: ModelGraph, name: str) -> int:
     return math.prod(site.shape) // rows
 
 
-def _default_hidden(
-    graph: ModelGraph, sizes: dict[str, int], structure: str, summary_dim: int
-) -> tuple[int, int]:
-    """Two layers of ``max(32, 2 * F)``, ``F`` the distinct input features any output sees."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plan = build_made_plan(
-            graph, sizes=sizes, hidden=(1,), structure=structure, summary_dim=summary_dim
-        )
-    widest = 0
-    for g in (plan.global_, plan.local):
-        if g is None:
-            continue
-        preds = {u for b in g.outputs for u in plan.inverse.predecessors(b.name)}
-        seen = sum(b.size for b in g.inputs if b.name in preds or b.kind == "summary")
-        widest = max(widest, seen)
-    return (max(32, 2 * widest),) * 2
+def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Whether an array shaped ``shape`` broadcasts to ``to``."""
+    try:
+        return np.broadcast_shapes(shape, to) == to
+    except ValueError:
+        return False

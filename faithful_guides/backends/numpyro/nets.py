@@ -20,7 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["init_made", "init_mlp", "made_forward", "mlp_forward", "unit_lower"]
+from faithful_guides.autoguides.made_plan import PassSchedule
+
+__all__ = ["MadeSteps", "init_made", "init_mlp", "made_forward", "mlp_forward", "unit_lower"]
 
 Params = dict[str, jax.Array]
 
@@ -70,6 +72,87 @@ def made_forward(
     h = h + x @ (params["S"] * skip).T
     out = h.shape[-1] // 2
     return h[..., :out], jax.nn.softplus(h[..., out:]) + 1e-6
+
+
+class MadeSteps:
+    """One call's generation-by-generation evaluation of an :func:`init_made` network, equal
+    to :func:`made_forward` on the inputs known so far (latents not yet sampled are zero).
+
+    Nothing is recomputed that a generation leaves unchanged (see :class:`PassSchedule`):
+    the first layer and the skip connection keep a running ``z = [W_0 x + b_0; S x]`` that
+    each sampled generation updates through its own columns; each further hidden layer
+    keeps its pre-activations, updated through the few units below that the generation
+    changed; a generation's outputs are only its own rows. The masked weights are permuted
+    and sliced once per call.
+
+    Args:
+        params: the network's parameters.
+        masks: its masks (at least one hidden layer).
+        skip: the mask of its direct connections.
+        schedule: the group's :class:`PassSchedule`.
+        known: the ``schedule.known`` input blocks, concatenated (None when there are none).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        masks: Sequence[np.ndarray],
+        skip: np.ndarray,
+        schedule: PassSchedule,
+        known: jax.Array | None,
+    ) -> None:
+        n, order = len(masks), schedule.unit_order
+        ws = [params[f"W{i}"] * m for i, m in enumerate(masks)]
+        bs = [params[f"b{i}"] for i in range(n)]
+        for i, o in enumerate(order):  # permute the hidden units that generations change
+            ws[i], bs[i], ws[i + 1] = ws[i][o], bs[i][o], ws[i + 1][:, o]
+        w_in = jnp.concatenate([ws[0], (params["S"] * skip)[schedule.rows]])
+        cuts = np.cumsum(schedule.column_splits)[:-1]
+        w_known, *self._w_gens = jnp.split(w_in[:, schedule.columns], cuts, axis=1)
+        w_out, b_out = ws[-1][schedule.rows], bs[-1][schedule.rows]
+        cuts = np.cumsum(schedule.row_splits)[:-1]
+        self._out = list(zip(jnp.split(w_out, cuts), jnp.split(b_out, cuts), strict=True))
+        self._starts = [0, *cuts.tolist()]  # of each generation's skip rows
+        self._width = masks[0].shape[0]
+        bias = jnp.concatenate([bs[0], jnp.zeros(len(schedule.rows))])
+        self._z = bias if known is None else known @ w_known.T + bias
+        self._changed = schedule.changed
+        self._a: list[jax.Array] = []  # pre-activations of hidden layers 1, 2, ...
+        self._w_changed: list[list[jax.Array]] = []  # their weights from the changed units
+        h = jax.nn.elu(self._z[..., : self._width])
+        for i, units in enumerate(schedule.changed, start=1):
+            self._a.append(h @ ws[i].T + bs[i])
+            h = jax.nn.elu(self._a[-1])
+            below = np.arange(masks[i].shape[1])  # the units of the layer below
+            cols = [below[c] if c is not None else below[:0] for c in units]
+            cuts = np.cumsum([len(c) for c in cols])[:-1]
+            self._w_changed.append(jnp.split(ws[i][:, np.concatenate(cols)], cuts, axis=1))
+        self._gen = 0
+
+    def outputs(self) -> tuple[jax.Array, jax.Array]:
+        """``(loc, scale)`` of the next generation, ``(..., k_g)`` each."""
+        w, b = self._out[self._gen]
+        k = w.shape[0] // 2
+        h = jax.nn.elu(self._a[-1] if self._a else self._z[..., : self._width])
+        start = self._width + self._starts[self._gen]
+        y = h @ w.T + b + self._z[..., start : start + 2 * k]
+        return y[..., :k], jax.nn.softplus(y[..., k:]) + 1e-6
+
+    def update(self, u: jax.Array) -> None:
+        """Feed the generation just sampled: its latents' features ``u`` shaped ``(..., k_g)``."""
+        g = self._gen
+        self._gen += 1
+        if self._gen == len(self._w_gens):  # the last generation feeds no one
+            return
+        old, self._z = self._z, self._z + u @ self._w_gens[g].T
+        old, new = old[..., : self._width], self._z[..., : self._width]
+        for i, units in enumerate(self._changed):
+            idx = units[g]
+            if idx is None:  # nothing above changes either
+                break
+            delta = jax.nn.elu(new[..., idx]) - jax.nn.elu(old[..., idx])
+            old, self._a[i] = self._a[i], self._a[i] + delta @ self._w_changed[i][g].T
+            new = self._a[i]
 
 
 def init_mlp(key: jax.Array, sizes: Sequence[int]) -> Params:

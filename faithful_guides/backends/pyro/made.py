@@ -26,14 +26,12 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.transforms import ComposeTransform, ReshapeTransform
 from pyro.infer.autoguide import AutoGuide
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_feasible
 from pyro.infer.autoguide.utils import deep_setattr
@@ -42,57 +40,22 @@ from pyro.poutine.indep_messenger import CondIndepStackFrame
 from torch import nn
 from torch.distributions import biject_to
 
-from faithful_guides.autoguides.made_plan import GroupPlan, MadePlan, build_made_plan
-from faithful_guides.backends.pyro.nets import Embedding, MaskedMLP
+from faithful_guides.autoguides.checks import (
+    check_made_options,
+    check_observed_shape,
+    missing_observation,
+)
+from faithful_guides.autoguides.made_plan import (
+    GroupPlan,
+    MadePlan,
+    build_made_plan,
+    default_hidden,
+)
+from faithful_guides.backends.pyro.nets import Embedding, MaskedMLP, SiteLayout
 from faithful_guides.backends.pyro.tracer import trace_model
-from faithful_guides.graph.masks import connectivity
-from faithful_guides.graph.model_graph import ModelGraph, SiteInfo
+from faithful_guides.graph.model_graph import SiteInfo
 
 __all__ = ["AutoFaithfulMADE"]
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How one site's (unconstrained) value maps to per-row features and back."""
-
-    name: str
-    shape: tuple[int, ...]  # unconstrained value shape at setup (plate dim included)
-    batch_ndim: int
-    axis: int | None  # position of the plate dim in ``shape`` (None: global site)
-    size: int  # features per row
-    transform: Any = None  # biject_to(support) (latents)
-    mvn: bool = False  # a full-covariance block (size > 1, no extra batch dims)
-
-    @property
-    def event(self) -> tuple[int, ...]:
-        return self.shape[self.batch_ndim :]
-
-    @property
-    def base_shape(self) -> tuple[int, ...]:
-        """Shape (plate dim included) of the Gaussian base distribution's value."""
-        return self.shape[: self.batch_ndim] + ((self.size,) if self.mvn else self.event)
-
-    def rows(self, u: torch.Tensor, nesting: int) -> torch.Tensor:
-        """``(*outer, [N,] size)`` features of a value shaped ``(*extra, *shape)``."""
-        k = len(self.shape)
-        extra = u.shape[: u.dim() - k]
-        if self.axis is None:
-            pad = max(nesting - self.batch_ndim, 0) if extra else 0
-            return u.reshape(*extra[: max(len(extra) - pad, 0)], self.size)
-        u = u.movedim(len(extra) + self.axis, len(extra))
-        return u.reshape(*extra, u.shape[len(extra)], self.size)
-
-    def unrows(self, t: torch.Tensor, nesting: int, local: bool) -> torch.Tensor:
-        """Inverse of :meth:`rows` onto :attr:`base_shape`."""
-        shape = self.base_shape
-        if self.axis is None:
-            outer = t.shape[: t.dim() - 1 - int(local)]
-            pad = (1,) * max(nesting - self.batch_ndim, 0) if outer else ()
-            return t.reshape((*outer, *pad, *shape))
-        outer = t.shape[: t.dim() - 2]
-        rest = shape[: self.axis] + shape[self.axis + 1 :]
-        t = t.reshape((*outer, t.shape[-2], *rest))
-        return t.movedim(len(outer), len(outer) + self.axis)
 
 
 class AutoFaithfulMADE(AutoGuide):
@@ -136,22 +99,15 @@ class AutoFaithfulMADE(AutoGuide):
         init_scale: float = 0.1,
         create_plates: Callable[..., Any] | None = None,
     ) -> None:
-        if not isinstance(init_scale, (int, float)) or not init_scale > 0:
-            raise ValueError(f"Expected init_scale > 0, found {init_scale!r}.")
-        if hidden_dims is not None and (
-            not hidden_dims or any(not isinstance(h, int) or h < 1 for h in hidden_dims)
-        ):
-            raise ValueError(
-                f"hidden_dims must be a non-empty sequence of positive ints, found {hidden_dims!r}."
-            )
-        if not isinstance(summary_dim, int) or summary_dim < 1:
-            raise ValueError(f"summary_dim must be a positive int, found {summary_dim!r}.")
+        init_scale, hidden_dims, summary_dim = check_made_options(
+            init_scale=init_scale, hidden_dims=hidden_dims, summary_dim=summary_dim
+        )
         self._raw_model = (model,)
         self.structure = structure
-        self.hidden_dims = None if hidden_dims is None else tuple(hidden_dims)
+        self.hidden_dims = hidden_dims
         self.summary_dim = summary_dim
         self.init_loc_fn = init_loc_fn
-        self._init_scale = float(init_scale)
+        self._init_scale = init_scale
         self.plan: MadePlan | None = None
         self._obs_cache: tuple[Any, Any, dict[str, torch.Tensor]] | None = None
         super().__init__(InitMessenger(init_loc_fn)(model), create_plates=create_plates)
@@ -171,7 +127,9 @@ class AutoFaithfulMADE(AutoGuide):
         self._nesting = max((-p.dim for p in plates if p.dim is not None), default=0)
         self._layouts = {n: self._layout(s) for n, s in graph.sites.items()}
         sizes = {n: lay.size for n, lay in self._layouts.items()}
-        hidden = self.hidden_dims or self._default_hidden(graph, sizes)
+        hidden = self.hidden_dims or default_hidden(
+            graph, sizes=sizes, structure=self.structure, summary_dim=self.summary_dim
+        )
         self.plan = plan = build_made_plan(
             graph,
             sizes=sizes,
@@ -190,7 +148,7 @@ class AutoFaithfulMADE(AutoGuide):
             if lay.mvn:
                 deep_setattr(self.trils, n, nn.Parameter(torch.zeros(lay.size, lay.size)))
 
-    def _layout(self, site: SiteInfo) -> _Layout:
+    def _layout(self, site: SiteInfo) -> SiteLayout:
         shape, transform = site.shape, None
         if not site.observed:
             support = self.prototype_trace.nodes[site.name]["fn"].support
@@ -218,20 +176,7 @@ class AutoFaithfulMADE(AutoGuide):
         rows = shape[axis] if axis is not None else 1
         extra_batch = math.prod(shape[: len(site.batch_shape)]) // rows
         mvn = not site.observed and size > 1 and extra_batch == 1
-        return _Layout(site.name, shape, len(site.batch_shape), axis, size, transform, mvn)
-
-    def _default_hidden(self, graph: ModelGraph, sizes: Mapping[str, int]) -> tuple[int, int]:
-        wide = 2 * sum(sizes.values()) + self.summary_dim * (len(graph.sites) + 1)
-        probe = build_made_plan(
-            graph, sizes=sizes, hidden=(wide,), structure=self.structure, summary_dim=1
-        )
-        seen = [
-            int(connectivity(g.masks).any(0).sum())
-            for g in (probe.global_, probe.local)
-            if g is not None and g.masks
-        ]
-        width = max(32, 2 * max(seen, default=0))
-        return (width, width)
+        return SiteLayout(site.name, shape, len(site.batch_shape), axis, size, transform, mvn)
 
     def _init_locs(self) -> dict[str, torch.Tensor]:
         out = {}
@@ -334,21 +279,23 @@ class AutoFaithfulMADE(AutoGuide):
     ) -> None:
         if net is None:  # a group without latents
             return
-        layers = net.layers()  # masks applied once per call, not once per generation
-        for gen in group.generations:
-            parts = []
-            for b in group.inputs:
-                t = feats.get(b.name)
-                t = torch.zeros(b.size) if t is None else t
-                if local and (b.kind == "summary" or self._layouts[b.name].axis is None):
-                    t = t.unsqueeze(-2)
-                parts.append(t)
-            loc, scale = net(_cat(parts), layers)
-            for name in gen:
-                sl = group.output(name).slice
+        sched = group.schedule
+        known = []
+        for b in sched.known:
+            t = feats[b.name]
+            if local and (b.kind == "summary" or self._layouts[b.name].axis is None):
+                t = t.unsqueeze(-2)  # a global feature, the same for every row
+            known.append(t)
+        steps = net.steps(sched, _cat(known) if known else None)
+        for sites in sched.sites:
+            loc, scale = steps.outputs()
+            for name, offset, size in sites:
+                sl = slice(offset, offset + size) if len(sites) > 1 else slice(None)
                 values[name], feats[name] = self._emit(
                     name, loc[..., sl], scale[..., sl], median, local
                 )
+            us = [feats[name] for name, _, _ in sites]
+            steps.update(_cat(us) if len(us) > 1 else us[0])
 
     def _emit(
         self, name: str, loc: torch.Tensor, scale: torch.Tensor, median: bool, local: bool
@@ -357,9 +304,7 @@ class AutoFaithfulMADE(AutoGuide):
         lay = self._layouts[name]
         loc = lay.unrows(loc, self._nesting, local)
         scale = lay.unrows(scale, self._nesting, local)
-        flat = lay.mvn and lay.event != (lay.size,)
-        reshape = [ReshapeTransform(torch.Size((lay.size,)), torch.Size(lay.event))] if flat else []
-        transform = ComposeTransform([*reshape, lay.transform]).with_cache(1)
+        transform = lay.site_transform.with_cache(1)  # a new object: see SiteTransform
         if median:
             value, u = transform(loc), loc
         else:
@@ -369,10 +314,9 @@ class AutoFaithfulMADE(AutoGuide):
                 base = dist.MultivariateNormal(loc, scale_tril=unit * scale.unsqueeze(-2))
             else:
                 base = dist.Normal(loc, scale).to_event(len(lay.event))
-            # ComposeTransform wrapper: no analytic KL (TraceMeanField_ELBO) can match it
             value = pyro.sample(name, dist.TransformedDistribution(base, [transform]))
             u = transform.inv(value)
-        if flat:
+        if lay.flat:
             u = u.reshape((*u.shape[: u.dim() - 1], *lay.event))
         return value, lay.rows(u, self._nesting)
 
@@ -401,24 +345,13 @@ class AutoFaithfulMADE(AutoGuide):
             for n in missing:
                 site = tr.nodes.get(n)
                 if site is None or not site["is_observed"]:
-                    raise ValueError(
-                        f"Observed site {n!r} has no observed value in this call (found "
-                        f"{'no site' if site is None else 'a latent site'}): the guide was "
-                        "set up with it observed and conditions on it. Pass its data to "
-                        "the guide as to the model (e.g. guide(x) rather than guide(None))."
-                    )
+                    raise missing_observation(n, "no site" if site is None else "a latent site")
                 found[n] = site["value"]
         out = {}
         for n in names:
             v = torch.as_tensor(found[n]).detach().to(torch.get_default_dtype())
             lay = self._layouts[n]
-            expected, got = _drop(lay.shape, lay.axis), _drop(tuple(v.shape), lay.axis)
-            if got != expected:
-                raise ValueError(
-                    f"Observed site {n!r} has shape {tuple(v.shape)} in this call; the guide "
-                    f"was set up with per-row shape {expected}. Create a new guide for data "
-                    "of another shape (only the plate's row count may change)."
-                )
+            check_observed_shape(n, tuple(v.shape), lay.shape, lay.axis)
             out[n] = lay.rows(v, self._nesting)
         if cacheable:  # the args are kept alive, so their ids stay theirs
             self._obs_cache = (key, (args, kwargs), dict(out))
@@ -432,11 +365,6 @@ def _cat(parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(parts), dim=-1)
     batch = torch.broadcast_shapes(*shapes)
     return torch.cat([p.expand(*batch, p.shape[-1]) for p in parts], dim=-1)
-
-
-def _drop(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
-    """``shape`` without its plate dim."""
-    return shape if axis is None else shape[:axis] + shape[axis + 1 :]
 
 
 def _cache_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
