@@ -215,11 +215,13 @@ class PyroHost(MadeHost):
         )
         return _numpy(pred(*fit.args, **fit.kwargs))
 
-    def median(self, fit: Fit, args: Args | None = None) -> Draws:
-        return _numpy(fit.guide.median(*(fit.args if args is None else args), **fit.kwargs))
+    def median(self, fit: Fit, args: Args | None = None, **extra: Any) -> Draws:
+        args = fit.args if args is None else args
+        return _numpy(fit.guide.median(*args, **fit.kwargs, **extra))
 
-    def quantiles(self, fit: Fit, qs: Sequence[float], num: int) -> Draws:
-        return _numpy(fit.guide.quantiles(qs, *fit.args, num_samples=num, **fit.kwargs))
+    def quantiles(self, fit: Fit, qs: Sequence[float], num: int, **extra: Any) -> Draws:
+        self.pyro.set_rng_seed(0)
+        return _numpy(fit.guide.quantiles(qs, *fit.args, num_samples=num, **fit.kwargs, **extra))
 
     def save_load(self, fit: Fit, into: Fit | None = None) -> Fit:
         """``state_dict`` through ``torch.save`` into the guide of ``into`` (default: a new
@@ -415,13 +417,13 @@ class NumPyroHost(MadeHost):
         )
         return _numpy(self.jax.jit(lambda key: pred(key, *fit.args, **fit.kwargs))(self.key(0)))
 
-    def median(self, fit: Fit, args: Args | None = None) -> Draws:
+    def median(self, fit: Fit, args: Args | None = None, **extra: Any) -> Draws:
         args = fit.args if args is None else args
-        return _numpy(self.jax.jit(lambda p: fit.guide.median(p, *args))(fit.params))
+        return _numpy(self.jax.jit(lambda p: fit.guide.median(p, *args, **extra))(fit.params))
 
-    def quantiles(self, fit: Fit, qs: Sequence[float], num: int) -> Draws:
+    def quantiles(self, fit: Fit, qs: Sequence[float], num: int, **extra: Any) -> Draws:
         def run(params: Any) -> Any:
-            return fit.guide.quantiles(params, qs, *fit.args, num_samples=num)
+            return fit.guide.quantiles(params, qs, *fit.args, num_samples=num, **extra)
 
         return _numpy(self.jax.jit(run)(fit.params))
 

@@ -250,16 +250,24 @@ def test_predictive_median_quantiles_plate(host: MadeHost) -> None:
 
 def test_observations_keyword_replaces_the_arguments(host: MadeHost) -> None:
     """``observations={site: value}`` conditions on those values instead of the arguments':
-    same seed, same draws as a call with that data."""
+    same seed, same draws (and the same median and quantiles) as a call with that data.
+    Reading new data leaves the seeded draws alone (Pyro: the hidden model run forks the
+    RNG)."""
     fit = trained(host, "collider")
     other = (host.tensor(np.asarray(fit.args[0]) + 3.0),)
     assert not np.allclose(host.median(fit)["z3"], host.median(fit, other)["z3"])  # reads x
-    host.sample(fit, other, seed=0)  # Pyro: reading new data draws from the global RNG once
     moved = host.sample(fit, other, seed=7)
     given = host.sample(fit, fit.args, seed=7, observations={"x": other[0]})
     assert set(given) == {"z1", "z2", "z3", "z4"}
     for n, v in moved.items():
         np.testing.assert_array_equal(given[n], v, err_msg=n)
+    by_obs = host.median(fit, observations={"x": other[0]})
+    for n, v in host.median(fit, other).items():
+        np.testing.assert_allclose(by_obs[n], v, rtol=1e-6, err_msg=n)
+    qs = host.quantiles(fit, [0.1, 0.9], 200, observations={"x": other[0]})
+    moved_fit = Fit(fit.model, fit.guide, other, fit.kwargs, fit.losses, fit.params)
+    for n, v in host.quantiles(moved_fit, [0.1, 0.9], 200).items():
+        np.testing.assert_allclose(qs[n], v, rtol=1e-5, err_msg=n)
 
 
 @pytest.mark.parametrize("name", ["student", "eight_schools"])

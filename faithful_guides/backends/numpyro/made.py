@@ -369,12 +369,15 @@ class AutoFaithfulMADE(AutoGuide):
         return {k: v.reshape(tuple(sample_shape) + v.shape[1:]) for k, v in out.items()}
 
     def median(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Array]:
-        """The loc path through the generations (no noise), in constrained space."""
+        """The loc path through the generations (no noise), in constrained space; also
+        accepts ``observations=`` as :meth:`__call__` does."""
+        given = kwargs.pop("observations", None)
         args, kwargs = self._defaults(args, kwargs)
 
         def run() -> dict[str, Array]:
             plates = self._create_plates(*args, **kwargs)
-            return self._run(self._params(), self._observations(plates, args, kwargs), plates, True)
+            obs = self._observations(plates, args, kwargs, given)
+            return self._run(self._params(), obs, plates, True)
 
         with handlers.block():
             return handlers.seed(handlers.substitute(run, data=params), rng_seed=0)()

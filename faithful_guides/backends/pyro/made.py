@@ -209,12 +209,12 @@ class AutoFaithfulMADE(AutoGuide):
     def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """The location path: each latent at its conditional median given the medians
         of its inverse parents (one pass per generation, no noise)."""
-        kwargs.pop("observations", None)
+        observations = kwargs.pop("observations", None)
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         with poutine.block():
             plates = self._create_plates(*args, **kwargs)
-            return self._run(plates, args, kwargs, None, median=True)
+            return self._run(plates, args, kwargs, observations, median=True)
 
     @torch.no_grad()
     def quantiles(
@@ -223,13 +223,13 @@ class AutoFaithfulMADE(AutoGuide):
         """Monte Carlo quantiles (1000 draws; ``num_samples=`` to change), shaped
         ``(len(quantiles), *site_shape)``."""
         num = int(kwargs.pop("num_samples", 1000))
-        kwargs.pop("observations", None)
+        observations = kwargs.pop("observations", None)
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         particles = pyro.plate("_faithful_quantiles", num, dim=-(self._nesting + 1))
         with poutine.block(), particles:
             plates = self._create_plates(*args, **kwargs)
-            draws = self._run(plates, args, kwargs, None, median=False)
+            draws = self._run(plates, args, kwargs, observations, median=False)
         q = torch.as_tensor(quantiles, dtype=torch.get_default_dtype())
         out = {}
         for n, v in draws.items():
@@ -340,7 +340,9 @@ class AutoFaithfulMADE(AutoGuide):
         if missing:
             data = {} if plate is None else {plate.name: plate._indices}
             model = poutine.trace(poutine.condition(self._raw_model[0], data=data))
-            with torch.no_grad(), poutine.block():
+            # the run's latent draws must not move the global RNG: seeded draws of the
+            # guide would depend on whether this call's observations were cached
+            with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
                 tr = model.get_trace(*args, **kwargs)
             for n in missing:
                 site = tr.nodes.get(n)
