@@ -123,7 +123,12 @@ def pyro_effective_params(guide) -> int:
 
 
 def pyro_guides() -> dict[str, Callable]:
-    from pyro.infer.autoguide import AutoIAFNormal, AutoMultivariateNormal, AutoNormal
+    from pyro.infer.autoguide import (
+        AutoGaussian,
+        AutoIAFNormal,
+        AutoMultivariateNormal,
+        AutoNormal,
+    )
 
     from faithful_guides.pyro import AutoFaithfulMADE
 
@@ -131,6 +136,7 @@ def pyro_guides() -> dict[str, Callable]:
         "AutoNormal": AutoNormal,
         "AutoMultivariateNormal": AutoMultivariateNormal,
         "AutoIAFNormal": AutoIAFNormal,
+        "AutoGaussian": AutoGaussian,
         "AutoFaithfulMADE": AutoFaithfulMADE,
     }
 
