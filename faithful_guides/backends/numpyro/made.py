@@ -302,7 +302,7 @@ class AutoFaithfulMADE(AutoGuide):
         median: bool,
         rows: int | None,
     ) -> None:
-        """Sample the group generation by generation (one MADE pass each)."""
+        """Sample the group generation by generation (:class:`MadeSteps`)."""
         if not g.outputs:  # a group without latents
             return
         sched = g.schedule
