@@ -119,7 +119,7 @@ def single_table(host: str, depths, steps: int, lr: float, every: int) -> None:
             try:
                 trained = train(bn, depth, cls, steps, lr, 1, False, x, every)
             except Exception as e:  # a host guide that cannot run here is reported, not fatal
-                print(f"{depth:>5} {name:>24}  failed: {type(e).__name__}: {e}"[:120])
+                print(f"{depth:>5} {name:>24}  failed: {type(e).__name__}: {e}"[:120], flush=True)
                 continue
             kl = mc_kl(bn, trained, x, draws=256)
             step = float(np.median(trained.step_times))
@@ -127,7 +127,8 @@ def single_table(host: str, depths, steps: int, lr: float, every: int) -> None:
             within = next((s for s, k in trained.kl_trace if k < 0.1), None)
             print(
                 f"{depth:>5} {name:>24} {trained.params:>8} {kl:>9.3f} "
-                f"{within if within else '-':>9} {step / base if base else float('nan'):>8.2f}"
+                f"{within if within else '-':>9} {step / base if base else float('nan'):>8.2f}",
+                flush=True,
             )
 
 

@@ -88,9 +88,10 @@ def pyro_train(
     latents = bn.latent
 
     def draw(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        pyro.set_rng_seed(10_000 + seed)
         arg = torch.as_tensor(x if amortized else x[0], dtype=torch.float32)
-        with torch.no_grad():
+        # seeded evaluation draws must not reset the training noise (fork the RNG)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(10_000 + seed)
             tr = poutine.trace(guide).get_trace(arg)
             logq = sum(
                 s["fn"].log_prob(s["value"]) for s in tr.nodes.values() if s["type"] == "sample"
