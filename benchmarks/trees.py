@@ -7,10 +7,11 @@ Two tables per host:
    draws a fresh batch of rows from the model and takes an ELBO step (``--objective
    forward``: a ForwardKL step on joint draws); the guide is evaluated on 100 held-out rows
    after 1/4, 1/2, 3/4 and all of the steps: mean KL(q(z|x) ‖ p(z|x)) (Monte Carlo over q,
-   exact Gaussian posterior), next to the structural floor of that structure (the KL of
-   the product of the exact conditionals p(z_v | Pa(z_v)) over it: the forward-KL optimum,
-   which an ELBO-trained guide can undercut, since the reverse-KL optimum over a deficient
-   structure differs), the training wall time and the median step time.
+   exact Gaussian posterior), next to the structural floor of that structure
+   (``LinearGaussianBN.structural_kl``: the forward KL of the best guide over it, zero for
+   a faithful structure; an ELBO-trained guide over a structure that is not faithful can
+   go below it, since the reverse-KL optimum differs), the training wall time and the
+   median step time.
 2. **One observation**, same process: our guide (nami) next to the host's own guides
    (AutoNormal, AutoMultivariateNormal, AutoIAFNormal, Pyro's AutoGaussian): final KL,
    steps until KL < 0.1 nats (i.e. the ELBO within 0.1 of the exact log p(x)), median

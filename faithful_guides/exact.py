@@ -134,7 +134,14 @@ class LinearGaussianBN:
         return float(cov[i, i] - (s.T @ np.linalg.solve(cov[np.ix_(g, g)], s)).item())
 
     def structural_kl(self, inverse: nx.DiGraph) -> float:
-        """The best KL(q ‖ p(z | x)) reachable by a guide factorizing over ``inverse``."""
+        r"""The structural floor of algorithms.md: :math:`\sum_v \tfrac12 \log
+        \mathrm{Var}(z_v \mid \mathrm{Pa}(z_v)) - \tfrac12 \log\det \Sigma_{z \mid x}`.
+
+        It is :math:`\mathrm{KL}(p(z \mid x) \,\|\, q^*)` for :math:`q^* = \prod_v
+        p(z_v \mid \mathrm{Pa}(z_v))`, the best guide over ``inverse`` in *forward* KL (the
+        same for every x); zero iff ``inverse`` is an I-map of the posterior. It bounds what
+        forward-KL training can reach, not an ELBO-trained guide: the best reverse KL over
+        a structure that is not an I-map can be lower."""
         _, post = self.posterior(np.zeros(len(self.observed)))
         logdet = np.linalg.slogdet(post)[1]
         total = sum(
@@ -144,7 +151,8 @@ class LinearGaussianBN:
         return float(total - 0.5 * logdet)
 
     def mean_field_kl(self) -> float:
-        """The best KL of a guide in which each latent sees all observations only."""
+        """:meth:`structural_kl` of the guide in which each latent sees all observations
+        only (mean field)."""
         h = nx.DiGraph()
         h.add_edges_from((x, z) for z in self.latent for x in self.observed)
         return self.structural_kl(h)
