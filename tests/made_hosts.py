@@ -93,6 +93,17 @@ class MadeHost:
     def reset(self) -> None:
         """Fresh global state before each test (Pyro: param store and seed)."""
 
+    def elbo(self, kind: str, **options: Any) -> Any:
+        """The host's ELBO of that ``kind``, from its own ``infer`` module (same names)."""
+        i = self.infer  # type: ignore[attr-defined]
+        return {
+            "trace": lambda: i.Trace_ELBO(**options),
+            "tracegraph": lambda: i.TraceGraph_ELBO(**options),
+            "renyi": lambda: i.RenyiELBO(alpha=0.5, num_particles=2),
+            "vectorized": lambda: i.Trace_ELBO(num_particles=4, vectorize_particles=True),
+            "meanfield": lambda: i.TraceMeanField_ELBO(**options),
+        }[kind]()
+
     def guide(self, model: Model, **options: Any) -> Any:
         """A new ``AutoFaithfulMADE(model, **options)``."""
         raise NotImplementedError
@@ -154,15 +165,9 @@ class PyroHost(MadeHost):
         }
 
     def elbo(self, kind: str, **options: Any) -> Any:
-        i = self.infer
-        return {
-            "trace": lambda: i.Trace_ELBO(**options),
-            "jit": lambda: i.JitTrace_ELBO(**options),
-            "tracegraph": lambda: i.TraceGraph_ELBO(**options),
-            "renyi": lambda: i.RenyiELBO(alpha=0.5, num_particles=2),
-            "vectorized": lambda: i.Trace_ELBO(num_particles=4, vectorize_particles=True),
-            "meanfield": lambda: i.TraceMeanField_ELBO(**options),
-        }[kind]()
+        if kind == "jit":
+            return self.infer.JitTrace_ELBO(**options)
+        return super().elbo(kind, **options)
 
     def train(
         self,
@@ -337,16 +342,6 @@ class NumPyroHost(MadeHost):
         compiling the gradient on its own)."""
         assert fit.first_step is not None
         return fit.first_step
-
-    def elbo(self, kind: str, **options: Any) -> Any:
-        i = self.infer
-        return {
-            "trace": lambda: i.Trace_ELBO(**options),
-            "tracegraph": lambda: i.TraceGraph_ELBO(**options),
-            "renyi": lambda: i.RenyiELBO(alpha=0.5, num_particles=2),
-            "vectorized": lambda: i.Trace_ELBO(num_particles=4, vectorize_particles=True),
-            "meanfield": lambda: i.TraceMeanField_ELBO(**options),
-        }[kind]()
 
     def train(
         self,
