@@ -358,16 +358,13 @@ def demo_picture(state: DemoState) -> None:
     """Forward and inverse graph of each demo model, one row per model, in one PNG."""
     if state.png is None or not state.graphs:
         return
-    from matplotlib.figure import Figure
+    from faithful_guides.graph.draw import draw_many
 
-    from faithful_guides.graph.draw import draw
-
-    fig = Figure(figsize=(16, 5.5 * len(state.graphs)))
-    axes = fig.subplots(len(state.graphs), 2, squeeze=False)
-    for row, (title, per_host) in zip(axes, state.graphs.items(), strict=True):
+    rows = []
+    for title, per_host in state.graphs.items():
         host, graph = next(iter(per_host.items()))
-        draw(graph, ax=row)
-        row[0].set_title(f"{title} ({host}): {row[0].get_title()}")
+        rows.append((f"{title} ({host})", graph))
+    fig = draw_many(rows)
     fig.savefig(state.png, dpi=100, bbox_inches="tight")
     state.say(f"wrote {state.png}")
 
