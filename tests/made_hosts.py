@@ -82,6 +82,14 @@ class MadeHost:
     def __repr__(self) -> str:
         return self.name
 
+    def group_index(self, fit: Fit, kind: str) -> int:
+        """The position of the guide's group of global latents (``"global"``) or of the
+        first group in a plate (``"local"``)."""
+        groups = fit.guide.plan.groups
+        return next(
+            i for i, g in enumerate(groups) if any(g.group.in_plate) == (kind == "local")
+        )
+
     def spec(self, name: str) -> tuple[Model, Args, dict[str, Any]]:
         """A zoo model (``state_space`` shortened to 8 steps)."""
         return hmm_chain(self.host, 8) if name == "state_space" else ZOO[name](self.host)
@@ -255,10 +263,10 @@ class PyroHost(MadeHost):
     def kl_divergence(self, p: Any, q: Any) -> Any:
         return self.torch.distributions.kl_divergence(p, q)
 
-    def random_net(self, fit: Fit, group: str, seed: int) -> Any:
-        """The guide's ``group`` MADE ("global" or "local") with weights drawn N(0, 1)."""
+    def random_net(self, fit: Fit, group: int, seed: int) -> Any:
+        """The guide's MADE of group ``group`` with weights drawn N(0, 1)."""
         self.torch.manual_seed(seed)
-        net = getattr(fit.guide, f"{group}_net")
+        net = fit.guide.nets[group]
         for p in net.parameters():
             self.torch.nn.init.normal_(p)
         return net
@@ -284,8 +292,10 @@ class PyroHost(MadeHost):
     def net_jacobian(self, guide: Any, params: Any, seed: int) -> np.ndarray:
         """Jacobian of ``concat(loc, scale)`` of the global MADE at random weights and input."""
         torch = self.torch
-        net = self.random_net(Fit(None, guide, (), {}, np.zeros(0), params), "global", seed)
-        x = torch.randn(guide.plan.global_.in_size)
+        fit = Fit(None, guide, (), {}, np.zeros(0), params)
+        index = self.group_index(fit, "global")
+        net = self.random_net(fit, index, seed)
+        x = torch.randn(guide.plan.groups[index].in_size)
         jac = torch.autograd.functional.jacobian(lambda t: torch.cat(net(t)), x)
         return jac.numpy()
 

@@ -1,122 +1,108 @@
-r"""The neutral plan of a DAG-masked MADE guide: which features feed which network, the
-masks, and the order of the passes. Both backends build their networks from it.
+r"""The MADE part of an AutoFaithfulMADE guide: per group of the
+:class:`~faithful_guides.autoguides.structure.GuideStructure`, the masks of one DAG-masked
+MADE and the order of its passes. Both backends build their networks from it.
 
-The guide factorizes over the inverse graph :math:`H` of the model:
+.. math:: q(z_v \mid \mathrm{Pa}_H) = \mathcal{N}\big(m_v + \mu_v(\mathrm{Pa}_H),\
+          C_v\,\mathrm{diag}\,\sigma_v (C_v\,\mathrm{diag}\,\sigma_v)^\top\big),\qquad
+          \log\sigma_v = s_v + b\tanh(\rho_v(\mathrm{Pa}_H)/b)
 
-.. math:: q(z \mid x) = \prod_{v} q(z_v \mid \mathrm{Pa}_H(z_v)),\qquad
-          q(z_v \mid \cdot) = \mathcal{N}\big(\mu_v(\mathrm{Pa}_H), C_v\,\mathrm{diag}\,
-          \sigma_v(\mathrm{Pa}_H)\,(C_v\,\mathrm{diag}\,\sigma_v)^\top\big)
-
-in unconstrained space, where :math:`C_v` is a learned unit lower-triangular matrix that
-couples the elements of a vector site (full dependence inside a site) and
-:math:`\mu_v, \sigma_v` come from one MADE whose masks let the outputs of :math:`v` see
-exactly the features of :math:`\mathrm{Pa}_H(v)`.
-
-Plates. Sites sit either outside every plate (the *global* group) or in one plate (the
-*local* group, one row per plate element; absent when the plate holds no latent). The
-local network is shared by all rows: its inputs are the row's own features and the
-global features, broadcast, so its cost grows linearly with the plate. A global latent
-whose inverse parents are observed sites in the plate sees them through a
-permutation-invariant *summary*: the rows' mean next to a learned per-row embedding
-averaged over the rows, :math:`[\bar x;\ \overline{\phi(x)}]` (under subsampling the
-minibatch averages are unbiased estimates of the full ones). The raw mean is there for
-the direct connections: a global latent whose posterior mean is linear in a sufficient
-statistic, as in a Gaussian hierarchy, reads it without training the embedding.
-The plate-aware inversion puts global latents before local ones, so global latents
-never condition on local latents.
+in unconstrained space: :math:`m_v, s_v` are the site's free location and log-scale (as in
+``AutoNormal``), :math:`\mu_v, \rho_v` the outputs of one MADE whose masks let the
+outputs of :math:`v` see exactly the features of :math:`\mathrm{Pa}_H(v)` (with direct,
+masked input-to-output connections, Germain et al. 2015), and :math:`C_v` a learned unit
+lower-triangular coupling inside short vector sites. The output layer and the direct
+connections start at zero, so the guide starts at ``N(init_loc, init_scale)`` exactly.
 
 Example:
     >>> from faithful_guides import ModelGraph
+    >>> from faithful_guides.autoguides.layout import SiteLayout
+    >>> from faithful_guides.autoguides.structure import build_structure
     >>> g = ModelGraph.from_edges([("z", "y"), ("y", "x")], observed={"x"})
-    >>> plan = build_made_plan(g, sizes={"z": 1, "y": 1, "x": 1}, hidden=(8,))
-    >>> plan.global_.generations
+    >>> s = build_structure(g, {n: SiteLayout(n, (), 0, (), ()) for n in g.sites})
+    >>> plan = build_made_plan(s, hidden=(8,))
+    >>> plan.groups[0].group.generations
     (('y',), ('z',))
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-import networkx as nx
 import numpy as np
 
+from faithful_guides.autoguides.defaults import default_hidden
+from faithful_guides.autoguides.structure import Block, Group, GuideStructure
 from faithful_guides.graph.masks import made_masks
-from faithful_guides.graph.model_graph import ModelGraph, PlateInfo
 
-STRUCTURES = ("nami", "heuristic", "full")
-
-
-@dataclass(frozen=True)
-class Block:
-    """A contiguous run of features: one site's flattened value (per row for local
-    sites), or one summary. ``kind`` is ``"observed"``, ``"latent"`` or ``"summary"``."""
-
-    name: str
-    kind: str
-    size: int
-    offset: int
-
-    @property
-    def slice(self) -> slice:
-        return slice(self.offset, self.offset + self.size)
+__all__ = [
+    "MadeGroup",
+    "MadePlan",
+    "PassSchedule",
+    "build_made_plan",
+    "row_multipliers",
+    "widest_input",
+]
 
 
-@dataclass(frozen=True)
-class Summary:
-    """Means over the plate rows of the observed sites ``sites`` (``in_size`` features per
-    row) and of a learned ``dim``-wide embedding of them: ``in_size + dim`` features."""
-
-    name: str
-    sites: tuple[str, ...]
-    in_size: int
-    dim: int
-
-    @property
-    def size(self) -> int:
-        return self.in_size + self.dim
+def row_multipliers(mask: np.ndarray, *, output: bool = False) -> np.ndarray:
+    r"""The float mask of a masked layer: ``mask`` times each row's multiplier,
+    :math:`1/\sqrt{n_j}` for hidden and direct layers and :math:`1/n_j` for the output layer
+    (``n_j``: the inputs row ``j`` may see, at least 1). With raw weights of unit scale, the
+    layer then starts as a fan-in-scaled layer, and one optimizer step of size ``lr`` on the
+    raw weights moves an output by about ``lr`` times a typical hidden unit (see
+    :class:`MadeGroup`)."""
+    mask = np.asarray(mask, dtype=bool)
+    n = np.maximum(mask.sum(axis=1, keepdims=True), 1).astype(np.float64)
+    return (mask / (n if output else np.sqrt(n))).astype(np.float32)
 
 
 @dataclass(frozen=True)
-class GroupPlan:
-    """One MADE: its input blocks, its latent outputs, masks and sampling passes.
+class MadeGroup:
+    """One group's MADE. ``masks[-1]`` has ``2 * out_size`` rows (the location outputs,
+    then the scale outputs, both seeing the same features); ``skip``, shaped
+    ``(2 * out_size, in_size)``, masks the direct connections (output ``j`` sees input
+    ``i`` directly iff it may see it at all)."""
 
-    ``masks[-1]`` has ``2 * out_size`` rows: the location outputs, then the scale outputs
-    (both see the same features). ``skip`` (shaped like the product of the masks,
-    ``(2 * out_size, in_size)``) masks the direct input-to-output connections of the MADE
-    (Germain et al. 2015): output ``j`` sees input ``i`` directly iff it may see it at all,
-    so a conditional that is linear in its parents is exactly a linear layer.
-    ``generations`` are the topological generations of ``H`` restricted to this group:
-    one network pass samples a whole generation.
-    """
-
-    plate: PlateInfo | None
-    inputs: tuple[Block, ...]
-    outputs: tuple[Block, ...]
+    group: Group
     masks: tuple[np.ndarray, ...]
     skip: np.ndarray
-    generations: tuple[tuple[str, ...], ...]
+
+    @property
+    def inputs(self) -> tuple[Block, ...]:
+        return self.group.inputs
+
+    @property
+    def outputs(self) -> tuple[Block, ...]:
+        return self.group.outputs
+
+    @property
+    def generations(self) -> tuple[tuple[str, ...], ...]:
+        return self.group.generations
 
     @property
     def in_size(self) -> int:
-        return sum(b.size for b in self.inputs)
+        return self.group.in_size
 
     @property
     def out_size(self) -> int:
-        return sum(b.size for b in self.outputs)
+        return self.group.out_size
 
     def block(self, name: str) -> Block:
-        return next(b for b in self.inputs if b.name == name)
+        return self.group.block(name)
 
     def output(self, name: str) -> Block:
-        return next(b for b in self.outputs if b.name == name)
+        return self.group.output(name)
+
+    @property
+    def has_net(self) -> bool:
+        """Whether any output sees any input (else the group is its free parameters)."""
+        return bool(self.skip.any())
 
     @cached_property
     def schedule(self) -> PassSchedule:
-        """The generation-by-generation evaluation order of this MADE (see
-        :class:`PassSchedule`)."""
+        """The generation-by-generation evaluation order (see :class:`PassSchedule`)."""
         return _schedule(self)
 
 
@@ -164,166 +150,44 @@ class PassSchedule:
 class MadePlan:
     """Everything a backend needs to build and run an AutoFaithfulMADE guide."""
 
-    graph: ModelGraph
-    inverse: nx.DiGraph
-    global_: GroupPlan
-    local: GroupPlan | None
-    summaries: tuple[Summary, ...]
+    structure: GuideStructure
+    groups: tuple[MadeGroup, ...]
 
     @property
     def latents(self) -> tuple[str, ...]:
-        """Latent sites in sampling order (global group first)."""
-        groups = [self.global_] + ([self.local] if self.local else [])
-        return tuple(n for g in groups for gen in g.generations for n in gen)
+        return self.structure.latents
+
+    def effective_params(self) -> int:
+        """Weights the masks let through, plus biases (what a MADE of this plan learns)."""
+        total = 0
+        for g in self.groups:
+            if g.has_net:
+                total += sum(int(m.sum()) + m.shape[0] for m in g.masks[:-1])
+                total += int(g.masks[-1].sum()) + int(g.skip.sum())
+        return total
 
 
-def build_made_plan(
-    graph: ModelGraph,
-    *,
-    sizes: Mapping[str, int],
-    hidden: Sequence[int],
-    structure: str = "nami",
-    summary_dim: int = 16,
-) -> MadePlan:
-    """Plan a DAG-masked MADE guide for ``graph``.
-
-    Args:
-        graph: the traced model.
-        sizes: features per row of each site: unconstrained size for latents, flattened
-            value size for observed sites (plate dimensions excluded).
-        hidden: hidden layer widths of each MADE.
-        structure: ``"nami"``, ``"heuristic"`` or ``"full"`` (see :func:`~faithful_guides.invert`).
-        summary_dim: embedding width of each plate summary (which also carries the
-            rows' mean).
-
-    Raises:
-        ValueError: unknown structure, sites in more than one plate, or a structure in
-            which a global latent would condition on a local latent.
-    """
-    if structure not in STRUCTURES:
-        raise ValueError(
-            f"Unknown structure {structure!r}: expected one of {', '.join(STRUCTURES)}."
-        )
-    plate = _the_plate(graph)
-    inverse = graph.invert(method=structure)
-    local = {n for n, s in graph.sites.items() if s.plates}
-    for v in graph.latent:
-        bad = [u for u in inverse.predecessors(v) if u in local and u not in graph.observed]
-        if v not in local and bad:
-            raise ValueError(
-                f"With structure={structure!r}, global latent {v!r} would condition on the "
-                f"local latents {sorted(bad)} of plate {plate.name!r}; amortized plate guides "
-                "sample global latents first. Use structure='nami'."
-            )
-    summaries = _summaries(graph, inverse, local, sizes, summary_dim)
-    glob = _group(graph, inverse, None, sizes, hidden, summaries)
-    has_local_latent = any(n in local for n in graph.latent)
-    loc = _group(graph, inverse, plate, sizes, hidden, ()) if has_local_latent else None
-    return MadePlan(graph, inverse, glob, loc, summaries)
+def widest_input(structure: GuideStructure) -> int:
+    """The most input features any one output of a group sees."""
+    return max((len(a) for g in structure.groups for a in g.allowed), default=0)
 
 
-def default_hidden(
-    graph: ModelGraph, *, sizes: Mapping[str, int], structure: str = "nami", summary_dim: int = 16
-) -> tuple[int, int]:
-    """The guides' default ``hidden_dims``: two layers of ``max(32, 2 F)``, where ``F`` is
-    the number of distinct input features that the outputs of one MADE see together (the
-    widest group), so that every hidden layer can carry each output's parents."""
-    with warnings.catch_warnings():  # hidden=(1,) is a probe: its masks are not used
-        warnings.simplefilter("ignore")
-        plan = build_made_plan(
-            graph, sizes=sizes, hidden=(1,), structure=structure, summary_dim=summary_dim
-        )
-    seen = max((int(g.skip.any(0).sum()) for g in (plan.global_, plan.local) if g), default=0)
-    return (max(32, 2 * seen),) * 2
+def build_made_plan(structure: GuideStructure, *, hidden: Sequence[int] | None = None) -> MadePlan:
+    """One :class:`MadeGroup` per group of ``structure``, hidden widths ``hidden``
+    (default :func:`~faithful_guides.autoguides.defaults.default_hidden`)."""
+    hidden = tuple(hidden) if hidden else default_hidden(widest_input(structure))
+    groups = []
+    for g in structure.groups:
+        allowed = list(g.allowed) + list(g.allowed)
+        masks = made_masks(g.in_size, allowed, hidden)
+        skip = np.zeros((2 * g.out_size, g.in_size), dtype=bool)
+        for j, seen in enumerate(allowed):
+            skip[j, sorted(seen)] = True
+        groups.append(MadeGroup(g, tuple(masks), skip))
+    return MadePlan(structure, tuple(groups))
 
 
-def _the_plate(graph: ModelGraph) -> PlateInfo | None:
-    """The one plate of the model's local sites (None when no site is in a plate)."""
-    plate_sets = {s.plates for s in graph.sites.values() if s.plates}
-    if not plate_sets:
-        return None
-    if len(plate_sets) > 1 or len(next(iter(plate_sets))) > 1:
-        shown = sorted(tuple(p.name for p in ps) for ps in plate_sets)
-        raise ValueError(
-            "AutoFaithfulMADE supports sites outside plates and sites in one plate; this "
-            f"model has sites in the plate combinations {shown}. Put the sites of a row in "
-            "one plate, or hide the others with poutine.block and guide them separately "
-            "(AutoGuideList)."
-        )
-    return next(iter(plate_sets))[0]
-
-
-def _summaries(
-    graph: ModelGraph,
-    inverse: nx.DiGraph,
-    local: set[str],
-    sizes: Mapping[str, int],
-    dim: int,
-) -> tuple[Summary, ...]:
-    """One summary per distinct set of in-plate observed parents of a global latent."""
-    found: dict[tuple[str, ...], Summary] = {}
-    for v in graph.latent:
-        if v in local:
-            continue
-        sites = tuple(sorted((u for u in inverse.predecessors(v) if u in local), key=_order(graph)))
-        if sites and sites not in found:
-            name = f"summary[{','.join(sites)}]"
-            found[sites] = Summary(name, sites, sum(sizes[u] for u in sites), dim)
-    return tuple(found.values())
-
-
-def _order(graph: ModelGraph):
-    return lambda n: graph.sites[n].order
-
-
-def _group(
-    graph: ModelGraph,
-    inverse: nx.DiGraph,
-    plate: PlateInfo | None,
-    sizes: Mapping[str, int],
-    hidden: Sequence[int],
-    summaries: Sequence[Summary],
-) -> GroupPlan:
-    """Inputs: observed then latent sites of the group, then (for the local group) the
-    global sites, broadcast; the global group also reads the summaries."""
-    key = _order(graph)
-    in_group = [n for n in graph.sites if bool(graph.sites[n].plates) == (plate is not None)]
-    latents = [n for n in in_group if n not in graph.observed]
-    names = [n for n in in_group if n in graph.observed] + latents
-    if plate is not None:
-        names += [n for n in graph.sites if not graph.sites[n].plates]
-    inputs, offset = [], 0
-    for n in names:
-        kind = "observed" if n in graph.observed else "latent"
-        inputs.append(Block(n, kind, sizes[n], offset))
-        offset += sizes[n]
-    for s in summaries:
-        inputs.append(Block(s.name, "summary", s.size, offset))
-        offset += s.size
-    by_name = {b.name: b for b in inputs}
-    outputs, allowed, out_off = [], [], 0
-    for v in latents:
-        outputs.append(Block(v, "latent", sizes[v], out_off))
-        out_off += sizes[v]
-        seen = set()
-        for u in inverse.predecessors(v):
-            if u in by_name:
-                seen.update(range(by_name[u].offset, by_name[u].offset + by_name[u].size))
-        for s in summaries:
-            if set(s.sites) <= set(inverse.predecessors(v)):
-                b = by_name[s.name]
-                seen.update(range(b.offset, b.offset + b.size))
-        allowed.extend([seen] * sizes[v])
-    masks = made_masks(offset, allowed + allowed, hidden) if latents else []
-    skip = np.zeros((2 * out_off, offset), dtype=bool)
-    for j, seen in enumerate(allowed + allowed):
-        skip[j, sorted(seen)] = True
-    sub = inverse.subgraph(latents)
-    generations = tuple(tuple(sorted(gen, key=key)) for gen in nx.topological_generations(sub))
-    return GroupPlan(plate, tuple(inputs), tuple(outputs), tuple(masks), skip, generations)
-
-
-def _schedule(group: GroupPlan) -> PassSchedule:
+def _schedule(group: MadeGroup) -> PassSchedule:
     """The :class:`PassSchedule` of ``group``."""
     outs = {b.name for b in group.outputs}
     known = tuple(b for b in group.inputs if b.name not in outs)

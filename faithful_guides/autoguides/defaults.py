@@ -1,0 +1,39 @@
+"""The numbers every guide family uses, on both hosts (one place, so the hosts cannot drift).
+
+Example:
+    >>> MAX_INPUT, MAX_JOINT
+    (256, 64)
+"""
+
+from __future__ import annotations
+
+MAX_INPUT = 256
+"""Sites with more features per grid cell than this are not network inputs (a long vector
+site would make every reader's first layer as wide as itself); the readers' free
+parameters carry what they would have said."""
+
+MAX_JOINT = 64
+"""Latent sites up to this many features (and no batch dims outside plates) get a full
+covariance inside the site (a learned unit lower-triangular coupling); longer ones a
+diagonal one, so a site's cost stays linear in its length."""
+
+LOG_SCALE_BOUND = 5.0
+r"""The networks move a conditional's log-scale by at most this much around the site's free
+log-scale parameter: :math:`\log\sigma = s + b \tanh(\rho / b)`."""
+
+SCALE_FLOOR = 1e-6
+"""Added to every scale, so that no draw is degenerate."""
+
+OUTPUT_INIT = 1e-2
+"""Raw output-layer weights of the networks start at this times a standard normal (times the
+layer's ``1/n`` multiplier): the guide starts at its free parameters up to a tiny
+perturbation, and every weight already gets a gradient."""
+
+STANDARDIZE_DRAWS = 32
+"""Prior-predictive draws used, with the set-up data, for the input statistics."""
+
+
+def default_hidden(widest: int) -> tuple[int, int]:
+    """The default ``hidden_dims``: two layers of ``max(32, 2 F)`` units, ``F`` the most input
+    features any one output of a network sees together (so each layer can carry them)."""
+    return (max(32, 2 * widest),) * 2

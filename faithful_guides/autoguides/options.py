@@ -1,0 +1,56 @@
+"""Checks of the options every guide family shares, and one checker per family: the same
+mistakes get the same messages in Pyro and NumPyro.
+
+Example:
+    >>> check_options(init_scale=0.1, hidden_dims=[64, 64], summary_dim=16, structure="nami")
+    (0.1, (64, 64), 16)
+    >>> check_options(init_scale=0.1, hidden_dims=[], summary_dim=16, structure="nami")
+    Traceback (most recent call last):
+    ...
+    ValueError: hidden_dims must be a non-empty sequence of positive ints, found []...
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+from faithful_guides.autoguides.errors import unknown_structure_error
+from faithful_guides.autoguides.structure import STRUCTURES
+
+__all__ = ["check_options"]
+
+
+def check_options(
+    *,
+    init_scale: float,
+    hidden_dims: Sequence[int] | None,
+    summary_dim: int,
+    structure: str,
+) -> tuple[float, tuple[int, ...] | None, int]:
+    """Validate the shared options and return ``(init_scale, hidden_dims, summary_dim)``
+    normalized (``hidden_dims`` as a tuple or None)."""
+    if (
+        isinstance(init_scale, bool)
+        or not isinstance(init_scale, numbers.Real)
+        or not init_scale > 0
+    ):
+        raise ValueError(f"Expected init_scale > 0, found {init_scale!r}.")
+    if structure not in STRUCTURES:
+        raise unknown_structure_error(structure, STRUCTURES)
+    if hidden_dims is not None:
+        ok = isinstance(hidden_dims, Sequence) and len(hidden_dims) > 0
+        if not ok or any(not _positive_int(h) for h in hidden_dims):
+            raise ValueError(
+                f"hidden_dims must be a non-empty sequence of positive ints, found "
+                f"{hidden_dims!r}. Pass e.g. hidden_dims=(64, 64), or leave it out for the "
+                "default width."
+            )
+        hidden_dims = tuple(int(h) for h in hidden_dims)
+    if not _positive_int(summary_dim):
+        raise ValueError(f"summary_dim must be a positive int, found {summary_dim!r}.")
+    return float(init_scale), hidden_dims, int(summary_dim)
+
+
+def _positive_int(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1

@@ -1,0 +1,548 @@
+r"""``FaithfulGuide``: the Pyro base of every faithful guide family.
+
+It owns what is not family math: set-up (trace, layouts on the plate grid, covariates, the
+:class:`~faithful_guides.autoguides.structure.GuideStructure`, standardization, free
+parameters), the per-call inputs (a hidden model run that gives observations, plate sizes
+and subsample indices; covariates; summaries), plates, constrained emission, ``median``,
+``quantiles`` and ``log_prob``. A family implements two hooks:
+
+* ``_build()``: create its networks from ``self.structure``;
+* ``_sample(feats, plates, median) -> {site: value}``: draw the latents, each through
+  :meth:`FaithfulGuide._emit`.
+
+Each latent is Gaussian in unconstrained space, pushed through ``biject_to(support)``:
+
+.. math:: u_v \sim \mathcal{N}\big(m_v + \mu_v,\ (e^{s_v + b\tanh(\rho_v / b)})^2\big)
+
+with free parameters :math:`m_v, s_v` (as ``AutoNormal``'s ``locs`` and ``scales``; shared
+by the rows of a plate, or per row where rows cannot be amortized) and the family's
+corrections :math:`\mu_v, \rho_v`, zero at initialization.
+
+Calls without observed data (``Predictive(model, guide=guide)()`` on ``model(y=None)``)
+condition on the observations recorded at set-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.infer.autoguide import AutoGuide
+from pyro.infer.autoguide.initialization import InitMessenger, init_to_feasible
+from pyro.nn import PyroModule
+from pyro.poutine.indep_messenger import CondIndepStackFrame
+from torch import nn
+from torch.distributions import biject_to
+from torch.distributions.transforms import ReshapeTransform
+
+from faithful_guides.autoguides.defaults import (
+    LOG_SCALE_BOUND,
+    MAX_JOINT,
+    SCALE_FLOOR,
+    STANDARDIZE_DRAWS,
+)
+from faithful_guides.autoguides.errors import (
+    missing_observation,
+    no_bijection_error,
+    observed_shape_error,
+)
+from faithful_guides.autoguides.inputs import find_covariates, robust_stats
+from faithful_guides.autoguides.layout import SiteLayout
+from faithful_guides.autoguides.options import check_options
+from faithful_guides.autoguides.structure import GuideStructure, build_structure, model_plates
+from faithful_guides.backends.pyro.nets import Embedding
+from faithful_guides.backends.pyro.tracer import trace_model
+from faithful_guides.backends.pyro.transforms import SiteTransform
+
+__all__ = ["FaithfulGuide"]
+
+
+def attr_name(site: str) -> str:
+    """A module attribute for a site's parameters that no ``nn.Module`` name can shadow."""
+    return "site_" + re.sub(r"\W", "_", site)
+
+
+class FaithfulGuide(AutoGuide):
+    """Base class of the faithful guides (see the module docstring).
+
+    Args:
+        model: a Pyro model with continuous latents.
+        structure: ``"nami"`` (minimal faithful inverse), ``"heuristic"`` or ``"full"``.
+        hidden_dims: hidden widths of the family's networks (default: the family's).
+        summary_dim: width of each plate summary's learned embedding.
+        init_loc_fn: per-site initialization, as in ``AutoNormal``.
+        init_scale: initial scale of every latent in unconstrained space.
+        create_plates: as in ``AutoNormal`` (e.g. for subsampling).
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any],
+        *,
+        structure: str = "nami",
+        hidden_dims: Sequence[int] | None = None,
+        summary_dim: int = 16,
+        init_loc_fn: Callable[..., Any] = init_to_feasible,
+        init_scale: float = 0.1,
+        create_plates: Callable[..., Any] | None = None,
+    ) -> None:
+        self._init_scale, self.hidden_dims, self.summary_dim = check_options(
+            init_scale=init_scale,
+            hidden_dims=hidden_dims,
+            summary_dim=summary_dim,
+            structure=structure,
+        )
+        self._raw_model = (model,)
+        self.structure_name = structure
+        self.init_loc_fn = init_loc_fn
+        self.structure: GuideStructure | None = None
+        self._obs_cache: tuple[Any, Any, Any] | None = None
+        super().__init__(InitMessenger(init_loc_fn)(model), create_plates=create_plates)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
+        with poutine.block():  # the tracer's runs stay out of any outer trace
+            graph = trace_model(self._raw_model[0], *args, **kwargs)  # raises first
+        super()._setup_prototype(*args, **kwargs)
+        self.graph = graph
+        self._plates = model_plates(graph)
+        for p in self._plates:  # observed sites' plates too: the model replays our rows
+            if p.name not in self._prototype_frames:
+                frame = CondIndepStackFrame(p.name, p.dim, p.subsample_size, 0, p.size)
+                self._prototype_frames[p.name] = frame
+        self._nesting = max((-p.dim for p in self._plates if p.dim is not None), default=0)
+        self._transforms: dict[str, SiteTransform] = {}
+        self.layouts = {n: self._layout(n) for n in graph.sites}
+        with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
+            self._setup_trace = poutine.trace(self._raw_model[0]).get_trace(*args, **kwargs)
+        trace = self._setup_trace.nodes
+        observed_values = [trace[n]["value"].detach().numpy() for n in graph.observed]
+        candidates = {k: v.detach().numpy() for k, v in _tensor_args(args, kwargs).items()}
+        obs_plates = {p.name for n in graph.observed for p in graph.sites[n].plates}
+        indices = {
+            p.name: trace[p.name]["value"].numpy()
+            for p in self._plates
+            if p.name in trace and trace[p.name]["type"] == "sample"
+        }
+        covs = find_covariates(candidates, self._plates, observed_values, obs_plates, indices)
+        self.structure = build_structure(
+            graph,
+            self.layouts,
+            structure=self.structure_name,
+            summary_dim=self.summary_dim,
+            covariates=covs,
+            guide_name=type(self).__name__,
+        )
+        self._setup_args = (args, kwargs)
+        self._standardization(args, kwargs)
+        self._free_parameters()
+        self.embeds = PyroModule[nn.ModuleList](
+            [
+                Embedding(s.in_size, s.dim, max(32, 2 * s.in_size))
+                for s in self.structure.summaries
+            ]
+        )
+        self._build()
+
+    def _layout(self, name: str) -> SiteLayout:
+        site = self.graph.sites[name]
+        shape = site.shape
+        if not site.observed:
+            support = self.prototype_trace.nodes[name]["fn"].support
+            try:
+                transform = biject_to(support)
+            except NotImplementedError as e:
+                raise no_bijection_error(name, support) from e
+            shape = tuple(transform.inverse_shape(torch.Size(site.shape)))
+        names = {p.name for p in site.plates}
+        lay = SiteLayout(
+            name,
+            tuple(shape),
+            len(site.batch_shape),
+            tuple(p.dim for p in self._plates),
+            tuple(p.name in names for p in self._plates),
+        )
+        if not site.observed:
+            event = torch.Size(lay.event)
+            flat = self._joint(lay) and lay.event != (lay.features,)
+            parts = [ReshapeTransform(torch.Size((lay.features,)), event)] if flat else []
+            self._transforms[name] = SiteTransform([*parts, transform])
+        return lay
+
+    def _joint(self, lay: SiteLayout) -> bool:
+        """Whether a latent gets a full covariance inside the site."""
+        return 1 < lay.features <= MAX_JOINT and not lay.has_free_batch
+
+    def _standardization(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Fixed input statistics: set-up data and covariates, plus prior draws of every
+        site (observed and latent), robust per feature; saved as buffers."""
+        draws: dict[str, list[np.ndarray]] = {n: [] for n in self.graph.sites}
+        model = poutine.uncondition(self._raw_model[0])
+        with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            runs = [self.prototype_trace, self._setup_trace] + [
+                poutine.trace(model).get_trace(*args, **kwargs) for _ in range(STANDARDIZE_DRAWS)
+            ]
+        for tr in runs:
+            for n in self.graph.sites:
+                site = tr.nodes.get(n)
+                if site is None or site["value"] is None:
+                    continue
+                try:
+                    v = site["value"].detach().to(torch.get_default_dtype())
+                    v = v.expand(site["fn"].shape())
+                    if n not in self.graph.observed:
+                        v = biject_to(site["fn"].support).inv(v)
+                    grid = self.layouts[n].to_grid(v, torch)
+                except RuntimeError:  # a run whose shapes differ (not the set-up's)
+                    continue
+                draws[n].append(grid.reshape(-1, grid.shape[-1]).numpy())
+        self.stats = PyroModule()
+        for n, rows in draws.items():
+            center, scale = robust_stats(np.concatenate(rows) if rows else np.zeros((1, 0)))
+            self.stats.register_buffer(attr_name(n) + "_center", torch.as_tensor(center))
+            self.stats.register_buffer(attr_name(n) + "_scale", torch.as_tensor(scale))
+        for c in self.structure.covariates:
+            value = _tensor_args(args, kwargs)[c.key].detach().to(torch.get_default_dtype())
+            rows = value.reshape(value.shape[0] if any(c.in_plate) else 1, -1).numpy()
+            center, scale = robust_stats(rows)
+            self.stats.register_buffer(attr_name(c.name) + "_center", torch.as_tensor(center))
+            self.stats.register_buffer(attr_name(c.name) + "_scale", torch.as_tensor(scale))
+        self._setup_obs = {}  # data, not parameters: not in the state dict
+        tr = self._setup_trace.nodes
+        for n in self.graph.observed:
+            v = tr[n]["value"].detach().to(torch.get_default_dtype())
+            self._setup_obs[n] = self._standardize(n, v.expand(tr[n]["fn"].shape()))
+
+    def _standardize(self, name: str, value: torch.Tensor, covariate: bool = False) -> torch.Tensor:
+        center = getattr(self.stats, attr_name(name) + "_center")
+        scale = getattr(self.stats, attr_name(name) + "_scale")
+        if covariate:
+            return (value - center) / scale
+        return (self.layouts[name].to_grid(value, torch) - center) / scale
+
+    def _free_parameters(self) -> None:
+        """``locs`` and ``log_scales`` per latent: shared by the rows of its plates, or per
+        grid cell (full plate sizes) where the structure says rows cannot be amortized."""
+        self.locs, self.log_scales = PyroModule(), PyroModule()
+        self._per_row: set[str] = set()
+        trace = self.prototype_trace.nodes
+        for g in self.structure.groups:
+            for name in g.latents:
+                lay = self.layouts[name]
+                u = biject_to(trace[name]["fn"].support).inv(trace[name]["value"].detach())
+                grid = lay.to_grid(u, torch)
+                full = tuple(p.size for p in self._plates)
+                if name in g.free_rows and grid.shape[:-1] == lay.grid_shape(full):
+                    loc = grid.clone()
+                    self._per_row.add(name)
+                elif name in g.free_rows:  # subsampled at set-up: start every row at the mean
+                    loc = grid.reshape(-1, lay.features).mean(0).expand(
+                        *lay.grid_shape(full), lay.features
+                    ).clone()
+                    self._per_row.add(name)
+                else:
+                    loc = grid.reshape(-1, lay.features).mean(0)
+                setattr(self.locs, attr_name(name), nn.Parameter(loc))
+                log_scale = torch.full_like(loc, math.log(self._init_scale))
+                setattr(self.log_scales, attr_name(name), nn.Parameter(log_scale))
+        self._couplings = PyroModule()
+        for name in self.structure.latents:
+            lay = self.layouts[name]
+            if self._joint(lay):
+                raw = nn.Parameter(torch.zeros(lay.features, lay.features))
+                setattr(self._couplings, attr_name(name), raw)
+
+    # ------------------------------------------------------------------ family hooks
+    def _build(self) -> None:  # pragma: no cover - every family overrides it
+        raise TypeError(f"{type(self).__name__} must define _build()")
+
+    def _sample(
+        self, feats: dict[str, torch.Tensor], plates: Mapping[str, Any], median: bool
+    ) -> dict[str, torch.Tensor]:  # pragma: no cover - every family overrides it
+        raise TypeError(f"{type(self).__name__} must define _sample()")
+
+    # ------------------------------------------------------------------ calls
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Sample every latent (a dict ``{site: constrained value}``). Also accepts the
+        ``observations=`` keyword that :class:`pyro.infer.CSIS` passes."""
+        observations = kwargs.pop("observations", None)
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        plates, feats = self._inputs(args, kwargs, observations)
+        return self._sample(feats, plates, median=False)
+
+    @torch.no_grad()
+    def median(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Each latent at its conditional median given the medians of its parents."""
+        observations = kwargs.pop("observations", None)
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        with poutine.block():
+            plates, feats = self._inputs(args, kwargs, observations)
+            return self._sample(feats, plates, median=True)
+
+    @torch.no_grad()
+    def quantiles(
+        self, quantiles: Sequence[float] | torch.Tensor, *args: Any, **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        """Monte Carlo quantiles (``num_samples=1000`` draws), ``(len(quantiles), *shape)``."""
+        num = int(kwargs.pop("num_samples", 1000))
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        with poutine.block(), pyro.plate("_faithful_quantiles", num, dim=-(self._nesting + 1)):
+            draws = self(*args, **kwargs)
+        q = torch.as_tensor(quantiles, dtype=torch.get_default_dtype())
+        out = {}
+        for n, v in draws.items():
+            k = len(self.graph.sites[n].shape)
+            v = v.expand(num, *v.shape[1:]) if v.shape[0] == 1 else v
+            out[n] = torch.quantile(v.reshape(num, *v.shape[v.dim() - k :]), q, dim=0)
+        return out
+
+    def log_prob(self, latents: Mapping[str, torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+        r""":math:`\log q(z \mid x)` of the given latents (constrained values), summed over
+        sites with plate scaling; ``observations=`` as in :meth:`forward`."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        with poutine.block():
+            tr = poutine.trace(poutine.condition(self, data=dict(latents))).get_trace(
+                *args, **kwargs
+            )
+        return tr.log_prob_sum()
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], given: Mapping[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """This call's plates and standardized grid features of observations, covariates
+        and summaries."""
+        plates = (
+            dict(self._create_plates(*args, **kwargs))
+            if self.master is not None or self.create_plates is not None
+            else {}
+        )
+        key = _cache_key(args, kwargs)
+        cacheable = not (given or plates or torch.jit.is_tracing())
+        cacheable = cacheable and not any(p.subsampled for p in self._plates)
+        if cacheable and self._obs_cache is not None and self._obs_cache[0] == key:
+            sizes, feats = self._obs_cache[2]
+        else:
+            sizes, feats = self._observed(plates, args, kwargs, given)
+            if cacheable:  # the args are kept alive, so their ids stay theirs
+                self._obs_cache = (key, (args, kwargs), (sizes, dict(feats)))
+            feats = dict(feats)
+        for p in self._plates:
+            if p.name not in plates:
+                size, idx = sizes[p.name]
+                plates[p.name] = pyro.plate(p.name, size, subsample=idx, dim=p.dim)
+        self.plates = plates
+        self._covariates(feats, plates, args, kwargs)
+        self._summaries(feats)
+        return plates, feats
+
+    def _observed(
+        self,
+        plates: Mapping[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        given: Mapping[str, Any] | None,
+    ) -> tuple[dict[str, tuple[int, torch.Tensor]], dict[str, torch.Tensor]]:
+        """A hidden model run replaying ``plates``' rows: plate sizes and indices, and the
+        observed sites' grid features (set-up values where this call has none)."""
+        data = {name: p._indices for name, p in plates.items()}
+        model = poutine.trace(poutine.condition(self._raw_model[0], data=data))
+        with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
+            tr = model.get_trace(*args, **kwargs)
+        sizes = {}
+        for p in self._plates:
+            site = tr.nodes.get(p.name)
+            if site is not None and site["type"] == "sample":  # the plate's subsample site
+                idx = site["value"]
+                sizes[p.name] = (int(site["fn"].size), idx)
+            else:
+                sizes[p.name] = (p.size, torch.arange(p.subsample_size))
+        feats = {}
+        for n in self.graph.observed:
+            site = tr.nodes.get(n)
+            value = given.get(n) if given else None
+            if value is None and site is not None and site.get("is_observed"):
+                value = site["value"]
+            shape = tuple(site["fn"].shape()) if site is not None else None
+            if value is None:
+                feats[n] = self._fallback(n, site)
+                continue
+            value = torch.as_tensor(value).detach().to(torch.get_default_dtype())
+            expected = shape if shape is not None else tuple(self.layouts[n].shape)
+            try:
+                value = value.expand(expected)
+            except RuntimeError:
+                raise observed_shape_error(n, tuple(value.shape), expected, type(self).__name__) from None
+            feats[n] = self._standardize(n, value)
+        return sizes, feats
+
+    def _fallback(self, name: str, site: Any) -> torch.Tensor:
+        found = "no site" if site is None else "a latent site"
+        setup = self._setup_obs[name]
+        if site is not None:
+            shape = tuple(site["fn"].shape())
+            now = self.layouts[name].to_grid(torch.zeros(shape), torch).shape
+            if tuple(now) != tuple(setup.shape):
+                raise missing_observation(name, found, type(self).__name__)
+        return setup
+
+    def _covariates(
+        self, feats: dict[str, torch.Tensor], plates: Mapping[str, Any], args: Any, kwargs: Any
+    ) -> None:
+        values = _tensor_args(args, kwargs)
+        k = len(self._plates)
+        for c in self.structure.covariates:
+            value = values.get(c.key)
+            if value is None:
+                value = _tensor_args(*self._setup_args)[c.key]
+            value = torch.as_tensor(value).detach().to(torch.get_default_dtype())
+            if any(c.in_plate):
+                i = c.in_plate.index(True)
+                plate = plates[self._plates[i].name]
+                if value.shape[0] == plate.size and plate.subsample_size < plate.size:
+                    value = value.index_select(0, plate._indices)
+                rows = value.reshape(value.shape[0], -1)
+                shape = [1] * k + [c.features]
+                shape[i] = rows.shape[0]
+                grid = rows.reshape(shape)
+            else:
+                grid = value.reshape([1] * k + [c.features])
+            feats[c.name] = self._standardize(c.name, grid, covariate=True)
+
+    def _summaries(self, feats: dict[str, torch.Tensor]) -> None:
+        k = len(self._plates)
+        for s, embed in zip(self.structure.summaries, self.embeds, strict=True):
+            rows = _cat([feats[s.site], *(feats[c] for c in s.covariates)])
+            dims = tuple(i - k - 1 for i in s.reduce)
+            count = math.prod(rows.shape[d] for d in dims)
+            n = rows.new_full((*rows.mean(dims, keepdim=True).shape[:-1], 1), count)
+            feats[s.name] = torch.cat(
+                [rows.mean(dims, keepdim=True), embed(rows, dims), (n / s.setup_count).log()],
+                -1,
+            )
+
+    # ------------------------------------------------------------------ emission
+    def _group_plates(self, in_plate: tuple[bool, ...], plates: Mapping[str, Any]) -> Any:
+        stack = contextlib.ExitStack()
+        for p, inside in zip(self._plates, in_plate, strict=True):
+            if inside:
+                stack.enter_context(plates[p.name])
+        return stack
+
+    def _free(self, kind: str, name: str, plates: Mapping[str, Any]) -> torch.Tensor:
+        param = getattr(self.locs if kind == "loc" else self.log_scales, attr_name(name))
+        if name not in self._per_row:
+            return param
+        k = len(self._plates)
+        for i, p in enumerate(self._plates):
+            if self.layouts[name].in_plate[i]:
+                idx = plates[p.name]._indices
+                if param.shape[i] != plates[p.name].size:
+                    raise ValueError(
+                        f"Latent site {name!r} has per-row free parameters sized for "
+                        f"{param.shape[i]} rows of plate {p.name!r} (its rows cannot be "
+                        f"amortized), but this call has {plates[p.name].size}. Create a new "
+                        "guide for a data set of another size."
+                    )
+                param = param.index_select(i - k - 1, idx)
+        return param
+
+    def _emit(
+        self,
+        name: str,
+        mu: torch.Tensor | None,
+        rho: torch.Tensor | None,
+        plates: Mapping[str, Any],
+        median: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample (or take the median of) one latent from its free parameters and the
+        family's corrections (grid-shaped, or None); return its constrained value and its
+        standardized grid features."""
+        lay = self.layouts[name]
+        loc = self._free("loc", name, plates)
+        log_scale = self._free("scale", name, plates)
+        if mu is not None:
+            loc = loc + mu
+            log_scale = log_scale + LOG_SCALE_BOUND * torch.tanh(rho / LOG_SCALE_BOUND)
+        scale = log_scale.exp() + SCALE_FLOOR
+        k = len(self._plates)
+        if loc.dim() < k + 1:
+            loc = loc.reshape((1,) * (k + 1 - loc.dim()) + tuple(loc.shape))
+        scale = scale.expand(loc.shape) if scale.shape != loc.shape else scale
+        joint = self._joint(lay)
+        transform = self._transforms[name].with_cache(1)
+        flat = SiteLayout(name, lay.shape[: lay.batch_ndim] + (lay.features,), lay.batch_ndim,
+                          lay.plate_dims, lay.in_plate) if joint else lay  # fmt: skip
+        loc_b, scale_b = flat.from_grid(loc, torch), flat.from_grid(scale, torch)
+        if median:
+            u = loc_b
+            value = transform(u)
+        else:
+            if joint:
+                raw = getattr(self._couplings, attr_name(name))
+                unit = raw.tril(-1) + torch.eye(lay.features, dtype=loc.dtype)
+                base = dist.MultivariateNormal(loc_b, scale_tril=unit * scale_b.unsqueeze(-2))
+            else:
+                base = dist.Normal(loc_b, scale_b).to_event(len(lay.event))
+            value = pyro.sample(name, dist.TransformedDistribution(base, [transform]))
+            u = transform.inv(value)
+        u = self._pad_particles(flat, u)
+        return value, self._standardize_latent(name, flat.to_grid(u, torch))
+
+    def _pad_particles(self, lay: SiteLayout, u: torch.Tensor) -> torch.Tensor:
+        """Drop the size-1 dims a particle plate padded onto a site with few batch dims."""
+        e = u.dim() - len(lay.shape)
+        pad = lay.nesting - lay.batch_ndim
+        if e > 0 and pad > 0 and all(s == 1 for s in u.shape[e - pad : e]):
+            u = u.reshape(tuple(u.shape[: e - pad]) + tuple(u.shape[e:]))
+        return u
+
+    def _standardize_latent(self, name: str, grid: torch.Tensor) -> torch.Tensor:
+        center = getattr(self.stats, attr_name(name) + "_center")
+        scale = getattr(self.stats, attr_name(name) + "_scale")
+        return (grid - center) / scale
+
+
+def _tensor_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[Any, torch.Tensor]:
+    out: dict[Any, torch.Tensor] = {}
+    for i, a in enumerate(args):
+        if isinstance(a, torch.Tensor):
+            out[("arg", i)] = a
+    for k, v in kwargs.items():
+        if isinstance(v, torch.Tensor):
+            out[("kwarg", k)] = v
+    return out
+
+
+def _cat(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate feature blocks on the last dim, broadcasting their other dims."""
+    if len(parts) == 1:
+        return parts[0]
+    shapes = {p.shape[:-1] for p in parts}
+    if len(shapes) == 1:
+        return torch.cat(list(parts), dim=-1)
+    batch = torch.broadcast_shapes(*shapes)
+    return torch.cat([p.expand(*batch, p.shape[-1]) for p in parts], dim=-1)
+
+
+def _cache_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Identity of the call's arguments; a tensor's version counter is part of it, so
+    in-place updates are seen."""
+
+    def ident(a: Any) -> tuple[int, int | None]:
+        return id(a), getattr(a, "_version", None)
+
+    return tuple(map(ident, args)) + tuple((k, ident(v)) for k, v in sorted(kwargs.items()))
