@@ -351,7 +351,8 @@ class NumPyroHost(MadeHost):
         where the gradient ``g`` at initialization is, finite exactly where it is (this saves
         compiling the gradient on its own)."""
         assert fit.first_step is not None
-        return fit.first_step
+        # the input statistics are fixed (stop_gradient): they get no step by design
+        return {k: v for k, v in fit.first_step.items() if "_input[" not in k}
 
     def train(
         self,
@@ -460,9 +461,9 @@ class NumPyroHost(MadeHost):
     def kl_divergence(self, p: Any, q: Any) -> Any:
         return self.numpyro.distributions.kl_divergence(p, q)
 
-    def random_net(self, fit: Fit, group: str, seed: int) -> Any:
-        """The guide's ``group`` MADE parameters ("global" or "local"), perturbed by N(0, 1)."""
-        net = {k.split("_")[-1]: v for k, v in fit.params.items() if f"_made_{group}_" in k}
+    def random_net(self, fit: Fit, group: int, seed: int) -> Any:
+        """The parameters of group ``group``'s MADE, perturbed by N(0, 1)."""
+        net = fit.guide.net_params(fit.params, group)
         keys = self.jax.random.split(self.key(seed), len(net))
         return {
             k: v + self.jax.random.normal(kk, v.shape)
@@ -486,8 +487,10 @@ class NumPyroHost(MadeHost):
 
     def net_jacobian(self, guide: Any, params: Any, seed: int) -> np.ndarray:
         """Jacobian of ``concat(loc, scale)`` of the global MADE at random weights and input."""
-        g = guide.plan.global_
-        net = self.random_net(Fit(None, guide, (), {}, np.zeros(0), params), "global", seed)
+        fit = Fit(None, guide, (), {}, np.zeros(0), params)
+        index = self.group_index(fit, "global")
+        g = guide.plan.groups[index]
+        net = self.random_net(fit, index, seed)
         x = self.jax.random.normal(self.key(seed + 1), (g.in_size,))
         f = self.jax.jit(self.jax.jacfwd(lambda t: self.made_forward(net, g, t)))
         return np.asarray(f(x))

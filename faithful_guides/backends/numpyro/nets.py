@@ -6,10 +6,10 @@ guide with ``numpyro.param``); masks are numpy bool arrays shaped ``(out, in)``,
 Example:
     >>> import numpy as np, jax
     >>> masks = [np.ones((4, 2), bool), np.ones((2, 4), bool)]
-    >>> p = init_made(jax.random.PRNGKey(0), masks, np.zeros(1), 0.1)
-    >>> loc, scale = made_forward(p, masks, np.ones((2, 2), bool), jax.numpy.ones(2))
-    >>> loc.shape, float(scale[0])  # doctest: +ELLIPSIS
-    ((1,), 0.1...)
+    >>> p = init_made(jax.random.PRNGKey(0), masks)
+    >>> mu, rho = made_forward(p, masks, np.ones((2, 2), bool), jax.numpy.ones(2))
+    >>> mu.shape, bool(abs(mu[0]) < 0.05)  # almost zero at initialization
+    ((1,), True)
 """
 
 from __future__ import annotations
@@ -20,58 +20,60 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from faithful_guides.autoguides.made_plan import PassSchedule
+from faithful_guides.autoguides.defaults import OUTPUT_INIT
+from faithful_guides.autoguides.made_plan import PassSchedule, row_multipliers
 
-__all__ = ["MadeSteps", "init_made", "init_mlp", "made_forward", "mlp_forward", "unit_lower"]
+__all__ = [
+    "MadeSteps",
+    "init_made",
+    "init_mlp",
+    "made_forward",
+    "made_multipliers",
+    "mlp_forward",
+    "unit_lower",
+]
 
 Params = dict[str, jax.Array]
 
-_OUT_STD = 1e-2  # output weights start small: the guide starts at init_loc / init_scale
-
-
-def inv_softplus(y: float) -> float:
-    """The ``x`` with ``softplus(x) == y``."""
-    return float(y + np.log(-np.expm1(-y)))
-
-
-def init_made(
-    key: jax.Array, masks: Sequence[np.ndarray], loc_init: np.ndarray, init_scale: float
-) -> Params:
-    """Weights of a masked MLP whose last layer has ``2 * out`` rows (loc rows, scale rows).
-
-    Hidden weights are scaled by each unit's masked fan-in; output weights are small, the
-    loc bias is ``loc_init`` and the scale bias gives ``softplus(bias) == init_scale``.
-    The direct input-to-output weights ``S`` start at zero.
-    """
+def init_made(key: jax.Array, masks: Sequence[np.ndarray]) -> Params:
+    """Raw weights of a masked MLP whose last layer has ``2 * out`` rows (the ``mu`` rows,
+    then the ``rho`` rows), applied through :func:`made_multipliers` (``W * M``): hidden
+    raw weights standard normal, output raw weights ``OUTPUT_INIT`` times that, biases
+    and direct input-to-output weights ``S`` zero. The output layer has no bias: the
+    guide's free parameters are the offsets."""
     params: Params = {"S": jnp.zeros((masks[-1].shape[0], masks[0].shape[1]))}
     keys = jax.random.split(key, len(masks))
-    out = len(loc_init)
     for i, (k, m) in enumerate(zip(keys, masks, strict=True)):
         last = i == len(masks) - 1
-        fan_in = np.maximum(m.sum(axis=1, keepdims=True), 1)
-        std = _OUT_STD if last else 1.0 / np.sqrt(fan_in)
-        params[f"W{i}"] = jax.random.normal(k, m.shape) * std * m
-        if last:
-            scale_bias = np.full(out, inv_softplus(init_scale))
-            params[f"b{i}"] = jnp.asarray(np.concatenate([loc_init, scale_bias]), jnp.float32)
-        else:
+        params[f"W{i}"] = jax.random.normal(k, m.shape) * (OUTPUT_INIT if last else 1.0)
+        if not last:
             params[f"b{i}"] = jnp.zeros(m.shape[0])
     return params
+
+
+def made_multipliers(masks: Sequence[np.ndarray], skip: np.ndarray) -> list[np.ndarray]:
+    """The float masks (row multipliers folded in, see
+    :func:`~faithful_guides.autoguides.made_plan.row_multipliers`): the hidden layers', the
+    output layer's, then the direct connections'."""
+    *hidden, last = masks
+    out = [row_multipliers(m) for m in hidden] + [row_multipliers(last, output=True)]
+    return [*out, row_multipliers(skip)]
 
 
 def made_forward(
     params: Params, masks: Sequence[np.ndarray], skip: np.ndarray, x: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """``(loc, scale)`` of the outputs for inputs ``x`` of shape ``(..., in)``: the masked
-    MLP plus the masked direct connections ``x @ (S * skip).T``."""
+    """``(mu, rho)`` of the outputs for inputs ``x`` of shape ``(..., in)``: the masked
+    MLP plus the masked direct connections."""
+    *ms, s = made_multipliers(masks, skip)
     h = x
-    for i, m in enumerate(masks):
-        h = h @ (params[f"W{i}"] * m).T + params[f"b{i}"]
-        if i < len(masks) - 1:
-            h = jax.nn.elu(h)
-    h = h + x @ (params["S"] * skip).T
+    for i, m in enumerate(ms):
+        h = h @ (params[f"W{i}"] * m).T
+        if i < len(ms) - 1:
+            h = jax.nn.elu(h + params[f"b{i}"])
+    h = h + x @ (params["S"] * s).T
     out = h.shape[-1] // 2
-    return h[..., :out], jax.nn.softplus(h[..., out:]) + 1e-6
+    return h[..., :out], h[..., out:]
 
 
 class MadeSteps:
@@ -102,11 +104,12 @@ class MadeSteps:
         known: jax.Array | None,
     ) -> None:
         n, order = len(masks), schedule.unit_order
-        ws = [params[f"W{i}"] * m for i, m in enumerate(masks)]
-        bs = [params[f"b{i}"] for i in range(n)]
+        *ms, s = made_multipliers(masks, skip)
+        ws = [params[f"W{i}"] * m for i, m in enumerate(ms)]
+        bs = [params[f"b{i}"] for i in range(n - 1)] + [jnp.zeros(masks[-1].shape[0])]
         for i, o in enumerate(order):  # permute the hidden units that generations change
             ws[i], bs[i], ws[i + 1] = ws[i][o], bs[i][o], ws[i + 1][:, o]
-        w_in = jnp.concatenate([ws[0], (params["S"] * skip)[schedule.rows]])
+        w_in = jnp.concatenate([ws[0], (params["S"] * s)[schedule.rows]])
         cuts = np.cumsum(schedule.column_splits)[:-1]
         w_known, *self._w_gens = jnp.split(w_in[:, schedule.columns], cuts, axis=1)
         w_out, b_out = ws[-1][schedule.rows], bs[-1][schedule.rows]
@@ -130,13 +133,13 @@ class MadeSteps:
         self._gen = 0
 
     def outputs(self) -> tuple[jax.Array, jax.Array]:
-        """``(loc, scale)`` of the next generation, ``(..., k_g)`` each."""
+        """``(mu, rho)`` of the next generation, ``(..., k_g)`` each."""
         w, b = self._out[self._gen]
         k = w.shape[0] // 2
         h = jax.nn.elu(self._a[-1] if self._a else self._z[..., : self._width])
         start = self._width + self._starts[self._gen]
         y = h @ w.T + b + self._z[..., start : start + 2 * k]
-        return y[..., :k], jax.nn.softplus(y[..., k:]) + 1e-6
+        return y[..., :k], y[..., k:]
 
     def update(self, u: jax.Array) -> None:
         """Feed the generation just sampled: its latents' features ``u`` shaped ``(..., k_g)``."""

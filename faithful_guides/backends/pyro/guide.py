@@ -481,6 +481,10 @@ class FaithfulGuide(AutoGuide):
         k = len(self._plates)
         if loc.dim() < k + 1:
             loc = loc.reshape((1,) * (k + 1 - loc.dim()) + tuple(loc.shape))
+        cells = lay.grid_shape(tuple(plates[p.name].subsample_size for p in self._plates))
+        full = (*loc.shape[: loc.dim() - k - 1], *cells, lay.features)
+        if tuple(loc.shape) != full:
+            loc = loc.expand(full)
         scale = scale.expand(loc.shape) if scale.shape != loc.shape else scale
         joint = self._joint(lay)
         transform = self._transforms[name].with_cache(1)

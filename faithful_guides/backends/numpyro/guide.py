@@ -1,0 +1,527 @@
+r"""``FaithfulGuide``: the NumPyro base of every faithful guide family.
+
+The counterpart of :mod:`faithful_guides.backends.pyro.guide`, with the same semantics: it
+owns set-up (trace, layouts on the plate grid, covariates, the
+:class:`~faithful_guides.autoguides.structure.GuideStructure`, standardization, free
+parameters), the per-call inputs (a hidden model run for observations and plate sizes,
+covariates, summaries), plates, constrained emission, ``median``, ``quantiles``,
+``sample_posterior`` (with deterministic sites) and ``log_prob``. A family implements
+``_build(key) -> {name: initial array}`` and ``_sample(params, feats, plates, median)``.
+
+Each latent is Gaussian in unconstrained space, pushed through ``biject_to(support)``:
+
+.. math:: u_v \sim \mathcal{N}\big(m_v + \mu_v,\ (e^{s_v + b\tanh(\rho_v / b)})^2\big)
+
+with free parameters :math:`m_v, s_v` and the family's corrections :math:`\mu_v, \rho_v`.
+Every parameter, the input statistics included (held fixed by ``stop_gradient``), is a
+``numpyro.param`` named after the guide's ``prefix`` and a site, so params pickle whole
+and two guides in one ``AutoGuideList`` never share a name. Calls without observed data
+condition on the observations recorded at set-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.distributions.transforms import ComposeTransform, ReshapeTransform
+from numpyro.infer.autoguide import AutoGuide
+from numpyro.infer.initialization import init_to_uniform
+
+from faithful_guides.autoguides.defaults import (
+    LOG_SCALE_BOUND,
+    MAX_JOINT,
+    SCALE_FLOOR,
+    STANDARDIZE_DRAWS,
+)
+from faithful_guides.autoguides.errors import (
+    missing_observation,
+    no_bijection_error,
+    observed_shape_error,
+)
+from faithful_guides.autoguides.inputs import find_covariates, robust_stats
+from faithful_guides.autoguides.layout import SiteLayout
+from faithful_guides.autoguides.options import check_options
+from faithful_guides.autoguides.structure import GuideStructure, build_structure, model_plates
+from faithful_guides.backends.numpyro.forward_kl import _Uncondition
+from faithful_guides.backends.numpyro.nets import init_mlp, mlp_forward, unit_lower
+from faithful_guides.backends.numpyro.tracer import trace_model
+from faithful_guides.graph.model_graph import ModelGraph
+
+__all__ = ["FaithfulGuide"]
+
+Array = jax.Array
+
+
+class FaithfulGuide(AutoGuide):
+    """Base class of the faithful guides (see the module docstring).
+
+    Args:
+        model: a NumPyro model with continuous latents.
+        structure: ``"nami"``, ``"heuristic"`` or ``"full"``.
+        hidden_dims: hidden widths of the family's networks (default: the family's).
+        summary_dim: width of each plate summary's learned embedding.
+        init_loc_fn: per-site initialization, as in ``AutoNormal``.
+        init_scale: initial scale of every latent in unconstrained space.
+        create_plates: as in ``AutoNormal`` (subsampling).
+        prefix: prefix of the parameter names.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any],
+        *,
+        structure: str = "nami",
+        hidden_dims: Sequence[int] | None = None,
+        summary_dim: int = 16,
+        init_loc_fn: Callable[..., Any] = init_to_uniform,
+        init_scale: float = 0.1,
+        create_plates: Callable[..., Any] | None = None,
+        prefix: str = "auto",
+    ) -> None:
+        self._init_scale, self.hidden_dims, self.summary_dim = check_options(
+            init_scale=init_scale,
+            hidden_dims=hidden_dims,
+            summary_dim=summary_dim,
+            structure=structure,
+        )
+        self.structure_name = structure
+        self.structure: GuideStructure | None = None
+        super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn, create_plates=create_plates)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
+        with handlers.block():  # discrete latents raise here
+            graph = trace_model(self.model, *args, **kwargs)
+        super()._setup_prototype(*args, **kwargs)
+        self._graph, self._args = graph, (args, kwargs)
+        self._plates = model_plates(graph)
+        trace = self.prototype_trace
+        latents = [n for n, s in trace.items() if s["type"] == "sample" and not s["is_observed"]]
+        if set(latents) != set(graph.latent):
+            raise ValueError(
+                f"The traced latent sites {sorted(graph.latent)} differ from the sites "
+                f"{sorted(latents)} of NumPyro's prototype trace: the model's structure must "
+                "not depend on the random draws."
+            )
+        for n, site in trace.items():  # guide plates replay observed rows too
+            if site["type"] == "sample":
+                for f in site["cond_indep_stack"]:
+                    self._prototype_frames.setdefault(f.name, f)
+        self._subsampled = any(p.subsampled for p in self._plates)
+        self.layouts = {n: self._layout(n) for n in graph.sites}
+        observed = [np.asarray(trace[n]["value"]) for n in graph.observed]
+        candidates = {k: np.asarray(v) for k, v in _array_args(args, kwargs).items()}
+        obs_plates = {p.name for n in graph.observed for p in graph.sites[n].plates}
+        indices = {
+            p.name: np.asarray(trace[p.name]["value"]) for p in self._plates if p.name in trace
+        }
+        covs = find_covariates(candidates, self._plates, observed, obs_plates, indices)
+        self.structure = build_structure(
+            graph,
+            self.layouts,
+            structure=self.structure_name,
+            summary_dim=self.summary_dim,
+            covariates=covs,
+            guide_name=type(self).__name__,
+        )
+        key = numpyro.prng_key()
+        key = jax.random.PRNGKey(0) if key is None else key
+        self._init_params: dict[str, Array] = {}
+        self._standardization(args, kwargs)
+        self._free_parameters()
+        keys = jax.random.split(key, len(self.structure.summaries) + 1)
+        for k, s in zip(keys[1:], self.structure.summaries, strict=False):
+            net = init_mlp(k, (s.in_size, max(32, 2 * s.in_size), s.dim))
+            for name, v in net.items():
+                self._init_params[f"{self.prefix}_{s.name}_{name}"] = v
+        self._init_params.update(self._build(keys[0]))
+
+    def _layout(self, name: str) -> SiteLayout:
+        site = self._graph.sites[name]
+        shape = site.shape
+        if not site.observed:
+            fn = self.prototype_trace[name]["fn"]
+            try:
+                transform = dist.biject_to(fn.support)
+            except NotImplementedError as e:
+                raise no_bijection_error(name, fn.support) from e
+            shape = tuple(transform.inverse_shape(tuple(site.shape)))
+        names = {p.name for p in site.plates}
+        return SiteLayout(
+            name,
+            tuple(shape),
+            len(site.batch_shape),
+            tuple(p.dim for p in self._plates),
+            tuple(p.name in names for p in self._plates),
+        )
+
+    def _joint(self, lay: SiteLayout) -> bool:
+        return 1 < lay.features <= MAX_JOINT and not lay.has_free_batch
+
+    def _standardization(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Fixed input statistics from the set-up data and prior draws (see Pyro's)."""
+        model = _Uncondition(self.model)
+        runs = [self.prototype_trace]
+        with handlers.block():
+            for i in range(STANDARDIZE_DRAWS):
+                runs.append(handlers.trace(handlers.seed(model, i)).get_trace(*args, **kwargs))
+        self._setup_obs = {}
+        for n, lay in self.layouts.items():
+            rows = []
+            for tr in runs:
+                site = tr.get(n)
+                if site is None or site["value"] is None:
+                    continue
+                try:
+                    v = jnp.broadcast_to(jnp.asarray(site["value"]), tuple(site["fn"].shape()))
+                    if n not in self._graph.observed:
+                        v = dist.biject_to(site["fn"].support).inv(v)
+                    grid = lay.to_grid(v, jnp)
+                except (ValueError, TypeError):  # a run whose shapes differ
+                    continue
+                rows.append(np.asarray(grid).reshape(-1, grid.shape[-1]))
+            self._stats_param(n, np.concatenate(rows) if rows else np.zeros((1, 0)))
+        for c in self.structure.covariates:
+            value = np.asarray(_array_args(args, kwargs)[c.key], dtype=np.float32)
+            self._stats_param(c.name, value.reshape(value.shape[0] if any(c.in_plate) else 1, -1))
+        for n in self._graph.observed:
+            site = self.prototype_trace[n]
+            v = jnp.broadcast_to(jnp.asarray(site["value"]), tuple(site["fn"].shape()))
+            center, scale = self._stats_values(n)
+            self._setup_obs[n] = (self.layouts[n].to_grid(v, jnp) - center) / scale
+
+    def _stats_param(self, name: str, rows: np.ndarray) -> None:
+        center, scale = robust_stats(rows)
+        self._init_params[f"{self.prefix}_input[{name}]_center"] = jnp.asarray(center)
+        self._init_params[f"{self.prefix}_input[{name}]_scale"] = jnp.asarray(scale)
+
+    def _stats_values(self, name: str) -> tuple[Array, Array]:
+        base = f"{self.prefix}_input[{name}]"
+        return self._init_params[base + "_center"], self._init_params[base + "_scale"]
+
+    def _free_parameters(self) -> None:
+        self._per_row: set[str] = set()
+        full = tuple(p.size for p in self._plates)
+        for g in self.structure.groups:
+            for name in g.latents:
+                lay = self.layouts[name]
+                site = self.prototype_trace[name]
+                u = jnp.asarray(self._init_locs[name])
+                grid = lay.to_grid(u, jnp)
+                if name in g.free_rows:
+                    self._per_row.add(name)
+                    if grid.shape[:-1] == lay.grid_shape(full):
+                        loc = grid
+                    else:
+                        mean = grid.reshape(-1, lay.features).mean(0)
+                        loc = jnp.broadcast_to(mean, (*lay.grid_shape(full), lay.features))
+                else:
+                    loc = grid.reshape(-1, lay.features).mean(0)
+                del site
+                self._init_params[f"{self.prefix}_{name}_loc"] = loc
+                self._init_params[f"{self.prefix}_{name}_log_scale"] = jnp.full(
+                    loc.shape, math.log(self._init_scale)
+                )
+                if self._joint(lay):
+                    raw = jnp.zeros((lay.features, lay.features))
+                    self._init_params[f"{self.prefix}_{name}_coupling"] = raw
+
+    # ------------------------------------------------------------------ family hooks
+    def _build(self, key: Array) -> dict[str, Array]:  # pragma: no cover
+        raise TypeError(f"{type(self).__name__} must define _build()")
+
+    def _sample(
+        self, params: Mapping[str, Array], feats: dict[str, Array], plates: Any, median: bool
+    ) -> dict[str, Array]:  # pragma: no cover
+        raise TypeError(f"{type(self).__name__} must define _sample()")
+
+    # ------------------------------------------------------------------ calls
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Array]:
+        """Sample every latent given this call's observations (``{site: value}``); also
+        accepts ``observations={site: value}`` (as Pyro's guide does for ``CSIS``)."""
+        given = kwargs.pop("observations", None)
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        params = self._params()
+        plates, feats = self._inputs(params, args, kwargs, given)
+        return self._sample(params, feats, plates, median=False)
+
+    def _params(self) -> dict[str, Array]:
+        out = {}
+        for k, v in self._init_params.items():
+            p = numpyro.param(k, v)
+            out[k] = jax.lax.stop_gradient(p) if "_input[" in k else p
+        return out
+
+    def _defaults(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        return (args, kwargs) if args or kwargs else self._args
+
+    def sample_posterior(
+        self, rng_key: Array, params: dict[str, Any], *args: Any, sample_shape: tuple = (), **kwargs
+    ) -> dict[str, Array]:
+        """Draws from the guide for the observations in ``args`` (default: set-up's), with
+        the model's deterministic sites, as ``AutoNormal`` returns them."""
+        args, kwargs = self._defaults(args, kwargs)
+
+        def one(key: Array) -> dict[str, Array]:
+            k1, k2 = jax.random.split(key)
+            with handlers.block():
+                latents = handlers.seed(handlers.substitute(self, data=params), k1)(
+                    *args, **kwargs
+                )
+            return {**latents, **self._deterministic(params, latents, k2, args, kwargs)}
+
+        if not sample_shape:
+            return one(rng_key)
+        n = math.prod(sample_shape)
+        out = jax.vmap(one)(jax.random.split(rng_key, n))
+        return {k: v.reshape(tuple(sample_shape) + v.shape[1:]) for k, v in out.items()}
+
+    def _deterministic(
+        self, params: Any, latents: dict[str, Array], key: Array, args: Any, kwargs: Any
+    ) -> dict[str, Array]:
+        kwargs = {k: v for k, v in kwargs.items() if k != "observations"}
+        model = handlers.substitute(handlers.condition(self.model, data=latents), data=params)
+        with handlers.block():
+            tr = handlers.trace(handlers.seed(model, key)).get_trace(*args, **kwargs)
+        return {n: s["value"] for n, s in tr.items() if s["type"] == "deterministic"}
+
+    def median(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Array]:
+        """Each latent at its conditional median given its parents' medians (constrained),
+        with the deterministic sites; also accepts ``observations=``."""
+        given = kwargs.pop("observations", None)
+        args, kwargs = self._defaults(args, kwargs)
+
+        def run() -> dict[str, Array]:
+            ps = self._params()
+            plates, feats = self._inputs(ps, args, kwargs, given)
+            return self._sample(ps, feats, plates, median=True)
+
+        with handlers.block():
+            latents = handlers.seed(handlers.substitute(run, data=params), rng_seed=0)()
+        return {**latents, **self._deterministic(params, latents, jax.random.PRNGKey(0), args, kwargs)}
+
+    def quantiles(
+        self, params: dict[str, Any], quantiles: Any, *args: Any, num_samples: int = 1000, **kwargs
+    ) -> dict[str, Array]:
+        """Monte Carlo quantiles (``num_samples`` draws), shaped ``(len(quantiles), ...)``."""
+        draws = self.sample_posterior(
+            jax.random.PRNGKey(0), params, *args, sample_shape=(num_samples,), **kwargs
+        )
+        q = jnp.asarray(quantiles)
+        latent = set(self._graph.latent)
+        return {k: jnp.quantile(v, q, axis=0) for k, v in draws.items() if k in latent}
+
+    def log_prob(
+        self, params: dict[str, Any], latents: Mapping[str, Array], *args: Any, **kwargs: Any
+    ) -> Array:
+        r""":math:`\log q(z \mid x)` of the given latents (constrained values), summed with
+        plate scaling; ``observations=`` as in :meth:`__call__`."""
+        run = handlers.condition(handlers.substitute(self, data=params), data=dict(latents))
+        with handlers.block():
+            tr = handlers.trace(handlers.seed(run, 0)).get_trace(*args, **kwargs)
+        total = jnp.zeros(())
+        for site in tr.values():
+            if site["type"] == "sample":
+                lp = jnp.sum(site["fn"].log_prob(site["value"]))
+                total = total + (lp if site["scale"] is None else site["scale"] * lp)
+        return total
+
+    @property
+    def graph(self) -> ModelGraph:
+        """The traced :class:`~faithful_guides.ModelGraph` of the model."""
+        return self._graph
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(
+        self, params: Mapping[str, Array], args: Any, kwargs: Any, given: Mapping | None
+    ) -> tuple[dict[str, Any], dict[str, Array]]:
+        if self._subsampled or self.create_plates is not None:
+            plates = self._create_plates(*args, **kwargs)
+            rows = {n: {"type": "plate", "value": p._indices} for n, p in plates.items()}
+            tr = self._hidden_run(args, kwargs, rows)
+        else:
+            tr = self._hidden_run(args, kwargs, {})
+            plates = {}
+            for p in self._plates:
+                size = tr[p.name]["args"][0] if p.name in tr else p.size
+                plates[p.name] = numpyro.plate(p.name, size, dim=p.dim)
+        feats: dict[str, Array] = {}
+        for n in self._graph.observed:
+            feats[n] = self._observed(params, n, tr.get(n), given)
+        self._covariates(params, feats, plates, args, kwargs)
+        self._summaries(params, feats)
+        return plates, feats
+
+    def _hidden_run(self, args: Any, kwargs: Any, rows: dict[str, Any]) -> dict[str, Any]:
+        with handlers.block():
+            run = handlers.replay(handlers.seed(self.model, rng_seed=0), trace=rows)
+            return handlers.trace(run).get_trace(*args, **kwargs)
+
+    def _standardize(self, params: Mapping[str, Array], name: str, grid: Array) -> Array:
+        base = f"{self.prefix}_input[{name}]"
+        return (grid - params[base + "_center"]) / params[base + "_scale"]
+
+    def _observed(
+        self, params: Mapping[str, Array], name: str, site: Any, given: Mapping | None
+    ) -> Array:
+        value = given.get(name) if given else None
+        if value is None and site is not None and site["is_observed"]:
+            value = site["value"]
+        if value is None:
+            setup = self._setup_obs[name]
+            if site is not None:
+                now = self.layouts[name].to_grid(jnp.zeros(tuple(site["fn"].shape())), jnp)
+                if now.shape != setup.shape:
+                    found = "a latent site"
+                    raise missing_observation(name, found, type(self).__name__)
+            return setup
+        value = jnp.asarray(value, dtype=jnp.result_type(float))
+        shape = tuple(site["fn"].shape()) if site is not None else self.layouts[name].shape
+        try:
+            value = jnp.broadcast_to(value, shape)
+        except ValueError:
+            raise observed_shape_error(name, value.shape, shape, type(self).__name__) from None
+        return self._standardize(params, name, self.layouts[name].to_grid(value, jnp))
+
+    def _covariates(
+        self, params: Mapping[str, Array], feats: dict, plates: Any, args: Any, kwargs: Any
+    ) -> None:
+        values, k = _array_args(args, kwargs), len(self._plates)
+        for c in self.structure.covariates:
+            value = values.get(c.key)
+            if value is None:
+                value = _array_args(*self._args)[c.key]
+            value = jnp.asarray(value, dtype=jnp.result_type(float))
+            if any(c.in_plate):
+                i = c.in_plate.index(True)
+                plate = plates[self._plates[i].name]
+                if value.shape[0] == plate.size and plate.subsample_size < plate.size:
+                    value = value[plate._indices]
+                shape = [1] * k + [c.features]
+                shape[i] = value.shape[0]
+                grid = value.reshape(shape)
+            else:
+                grid = value.reshape([1] * k + [c.features])
+            feats[c.name] = self._standardize(params, c.name, grid)
+
+    def _summaries(self, params: Mapping[str, Array], feats: dict[str, Array]) -> None:
+        k = len(self._plates)
+        for s in self.structure.summaries:
+            rows = _cat([feats[s.site], *(feats[c] for c in s.covariates)])
+            dims = tuple(i - k - 1 for i in s.reduce)
+            net = {
+                n[len(f"{self.prefix}_{s.name}_") :]: v
+                for n, v in params.items()
+                if n.startswith(f"{self.prefix}_{s.name}_")
+            }
+            mean = rows.mean(dims, keepdims=True)
+            count = math.prod(rows.shape[d] for d in dims)
+            n = jnp.full((*mean.shape[:-1], 1), math.log(count / s.setup_count))
+            embedded = mlp_forward(net, rows).mean(dims, keepdims=True)
+            feats[s.name] = _cat([mean, embedded, n])
+
+    # ------------------------------------------------------------------ emission
+    def _group_plates(self, in_plate: tuple[bool, ...], plates: Mapping[str, Any]) -> Any:
+        stack = contextlib.ExitStack()
+        for p, inside in zip(self._plates, in_plate, strict=True):
+            if inside:
+                stack.enter_context(plates[p.name])
+        return stack
+
+    def _free(self, params: Mapping[str, Array], kind: str, name: str, plates: Any) -> Array:
+        param = params[f"{self.prefix}_{name}_{kind}"]
+        if name not in self._per_row:
+            return param
+        k = len(self._plates)
+        for i, p in enumerate(self._plates):
+            if self.layouts[name].in_plate[i]:
+                plate = plates[p.name]
+                if param.shape[i] != plate.size:
+                    raise ValueError(
+                        f"Latent site {name!r} has per-row free parameters sized for "
+                        f"{param.shape[i]} rows of plate {p.name!r} (its rows cannot be "
+                        f"amortized), but this call has {plate.size}. Create a new guide for "
+                        "a data set of another size."
+                    )
+                param = jnp.take(param, plate._indices, axis=i - k - 1)
+        return param
+
+    def _emit(
+        self,
+        params: Mapping[str, Array],
+        name: str,
+        mu: Array | None,
+        rho: Array | None,
+        plates: Any,
+        median: bool,
+    ) -> tuple[Array, Array]:
+        """Sample (or take the median of) one latent; return its constrained value and
+        its standardized grid features."""
+        lay = self.layouts[name]
+        loc = self._free(params, "loc", name, plates)
+        log_scale = self._free(params, "log_scale", name, plates)
+        if mu is not None:
+            loc = loc + mu
+            log_scale = log_scale + LOG_SCALE_BOUND * jnp.tanh(rho / LOG_SCALE_BOUND)
+        scale = jnp.exp(log_scale) + SCALE_FLOOR
+        k = len(self._plates)
+        if loc.ndim < k + 1:
+            loc = loc.reshape((1,) * (k + 1 - loc.ndim) + tuple(loc.shape))
+        cells = lay.grid_shape(tuple(plates[p.name].subsample_size for p in self._plates))
+        loc = jnp.broadcast_to(loc, (*loc.shape[: loc.ndim - k - 1], *cells, lay.features))
+        scale = jnp.broadcast_to(scale, loc.shape)
+        joint = self._joint(lay)
+        support = self.prototype_trace[name]["fn"].support
+        t = dist.biject_to(support)
+        flat = lay
+        if joint:
+            flat = SiteLayout(name, lay.shape[: lay.batch_ndim] + (lay.features,),
+                              lay.batch_ndim, lay.plate_dims, lay.in_plate)  # fmt: skip
+            if lay.event != (lay.features,):
+                t = ComposeTransform([ReshapeTransform(lay.event, (lay.features,)), t])
+        loc_b, scale_b = flat.from_grid(loc, jnp), flat.from_grid(scale, jnp)
+        if median:
+            u = loc_b
+            value = t(u)
+        else:
+            if joint:
+                c = unit_lower(params[f"{self.prefix}_{name}_coupling"])
+                base = dist.MultivariateNormal(loc_b, scale_tril=c * scale_b[..., None, :])
+            else:
+                base = dist.Normal(loc_b, scale_b).to_event(len(lay.event))
+            value = numpyro.sample(name, dist.TransformedDistribution(base, t))
+            u = t.inv(value)
+        e = u.ndim - len(flat.shape)
+        pad = flat.nesting - flat.batch_ndim
+        if e > 0 and pad > 0 and all(s == 1 for s in u.shape[e - pad : e]):
+            u = u.reshape(tuple(u.shape[: e - pad]) + tuple(u.shape[e:]))
+        return value, self._standardize(params, name, flat.to_grid(u, jnp))
+
+
+def _array_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for i, a in enumerate(args):
+        if isinstance(a, (jax.Array, np.ndarray)):
+            out[("arg", i)] = a
+    for k, v in kwargs.items():
+        if isinstance(v, (jax.Array, np.ndarray)):
+            out[("kwarg", k)] = v
+    return out
+
+
+def _cat(parts: Sequence[Array]) -> Array:
+    """Concatenate feature blocks on the last dim, broadcasting their other dims."""
+    if len(parts) == 1:
+        return parts[0]
+    batch = jnp.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return jnp.concatenate([jnp.broadcast_to(p, (*batch, p.shape[-1])) for p in parts], -1)
