@@ -123,7 +123,9 @@ class PassSchedule:
     * ``rows`` orders the ``2 * out_size`` output rows (and the skip rows): per generation
       its location rows, then its scale rows; ``row_splits`` is ``2 * k_g`` per generation.
     * ``sites`` gives, per generation, ``(name, offset, size)`` of each site inside the
-      generation's ``k_g`` features (generation order, as ``columns`` and ``rows``).
+      generation's ``k_g`` features (generation order, as ``rows``); ``feeds`` the sites
+      of the generation that later generations read (their columns, in this order, are
+      the generation's run of ``columns``; a long vector site nobody reads is not there).
     * ``changed[l][g]``: the units of hidden layer ``l`` (all but the last hidden layer)
       whose value depends on the latents of generation ``g``. Only they change when that
       generation is sampled, so the pre-activations of layer ``l + 1`` can be updated by
@@ -144,6 +146,7 @@ class PassSchedule:
     sites: tuple[tuple[tuple[str, int, int], ...], ...]
     changed: tuple[tuple[slice | np.ndarray | None, ...], ...]
     unit_order: tuple[np.ndarray, ...]
+    feeds: tuple[tuple[str, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -192,14 +195,16 @@ def _schedule(group: MadeGroup) -> PassSchedule:
     outs = {b.name for b in group.outputs}
     known = tuple(b for b in group.inputs if b.name not in outs)
     columns = [i for b in known for i in range(b.offset, b.offset + b.size)]
-    column_splits, rows, row_splits, sites = [len(columns)], [], [], []
+    column_splits, rows, row_splits, sites, feeds = [len(columns)], [], [], [], []
     for gen in group.generations:
         blocks = [group.output(n) for n in gen]
-        columns += [i for b in blocks for i in range(*_span(group.block(b.name)))]
+        fed = [group.block(n) for n in gen if group.group.feeds(n)]
+        columns += [i for b in fed for i in range(*_span(b))]
+        feeds.append(tuple(b.name for b in fed))
         loc_rows = [j for b in blocks for j in range(*_span(b))]
         rows += loc_rows + [j + group.out_size for j in loc_rows]
         k = len(loc_rows)
-        column_splits.append(k)
+        column_splits.append(sum(b.size for b in fed))
         row_splits.append(2 * k)
         offsets = np.cumsum([0] + [b.size for b in blocks])[:-1]
         sites.append(tuple((b.name, int(o), b.size) for b, o in zip(blocks, offsets, strict=True)))
@@ -221,6 +226,7 @@ def _schedule(group: MadeGroup) -> PassSchedule:
         tuple(sites),
         tuple(changed),
         tuple(orders),
+        tuple(feeds),
     )
 
 

@@ -137,6 +137,11 @@ class Group:
     def latents(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.outputs)
 
+    def feeds(self, name: str) -> bool:
+        """Whether the group's latent ``name`` is an input of the group (another latent of
+        the group reads it)."""
+        return any(b.name == name for b in self.inputs)
+
     def block(self, name: str) -> Block:
         return next(b for b in self.inputs if b.name == name)
 
@@ -300,15 +305,17 @@ def _group(
             cols.update(range(b.offset, b.offset + b.size))
         seen[v] = cols
     outputs, allowed, out_off = [], [], 0
-    for v in latents:
-        add(v, "latent", layouts[v].features)
+    read = {u for v in latents for u in inverse.predecessors(v) if u in own}
+    for v in latents:  # own latents that another one reads are inputs too
+        if v in read and layouts[v].features <= MAX_INPUT:
+            add(v, "latent", layouts[v].features)
     for v in latents:
         size = layouts[v].features
         outputs.append(Block(v, "latent", size, out_off))
         out_off += size
         cols = set(seen[v])
         for u in inverse.predecessors(v):
-            if u in own and layouts[u].features <= MAX_INPUT:
+            if u in own and u in inputs:
                 cols.update(range(inputs[u].offset, inputs[u].offset + inputs[u].size))
         allowed.extend([frozenset(cols)] * size)
     sub = inverse.subgraph(latents)

@@ -117,13 +117,11 @@ class AutoFaithfulMADE(FaithfulGuide):
             known.append(t)
         x = _cat(known) if known else None
         steps = MadeSteps(self.net_params(params, index), g.masks, g.skip, sched, x)
-        for sites in sched.sites:
+        for sites, fed in zip(sched.sites, sched.feeds, strict=True):
             mu, rho = steps.outputs()
-            us = []
             for name, offset, size in sites:
                 sl = slice(offset, offset + size)
                 values[name], feats[name] = self._emit(
                     params, name, mu[..., sl], rho[..., sl], plates, median
                 )
-                us.append(feats[name])
-            steps.update(_cat(us) if len(us) > 1 else us[0])
+            steps.update(_cat([feats[n] for n in fed]) if fed else None)

@@ -141,11 +141,12 @@ class MadeSteps:
         y = h @ w.T + b + self._z[..., start : start + 2 * k]
         return y[..., :k], y[..., k:]
 
-    def update(self, u: jax.Array) -> None:
-        """Feed the generation just sampled: its latents' features ``u`` shaped ``(..., k_g)``."""
+    def update(self, u: jax.Array | None) -> None:
+        """Feed the generation just sampled: the features ``u`` of its latents that others
+        read (``schedule.feeds``), shaped ``(..., k_g)``; None when it has none."""
         g = self._gen
         self._gen += 1
-        if self._gen == len(self._w_gens):  # the last generation feeds no one
+        if u is None or self._gen == len(self._w_gens):  # the last generation feeds no one
             return
         old, self._z = self._z, self._z + u @ self._w_gens[g].T
         old, new = old[..., : self._width], self._z[..., : self._width]

@@ -108,12 +108,11 @@ class AutoFaithfulMADE(FaithfulGuide):
                 t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdim=True)
             known.append(t)
         steps = net.steps(sched, _cat(known) if known else None)
-        for sites in sched.sites:
+        for sites, fed in zip(sched.sites, sched.feeds, strict=True):
             mu, rho = steps.outputs()
             for name, offset, size in sites:
                 sl = slice(offset, offset + size)
                 values[name], feats[name] = self._emit(
                     name, mu[..., sl], rho[..., sl], plates, median
                 )
-            us = [feats[name] for name, _, _ in sites]
-            steps.update(_cat(us) if len(us) > 1 else us[0])
+            steps.update(_cat([feats[n] for n in fed]) if fed else None)
