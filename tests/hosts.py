@@ -1,4 +1,4 @@
-"""Per-host adapters for the AutoFaithfulMADE tests: one interface, Pyro or NumPyro behind it.
+"""Per-host adapters of the guide tests: one interface, Pyro or NumPyro behind it, for any family.
 
 Each adapter wraps the host's own idioms (``svi.step`` or a jitted ``svi.update``,
 ``guide.median(*args)`` or ``guide.median(params, *args)``, ``torch.save`` or ``pickle``, ...)
@@ -7,7 +7,7 @@ arrays. A :class:`Fit` is a set-up or trained guide; ``params`` holds NumPyro's 
 (Pyro keeps them in the guide and the param store).
 
 Example:
-    >>> h = made_host("numpyro")
+    >>> h = guide_host("numpyro", "made")
     >>> model, args, kwargs = h.spec("state_space")
     >>> args[0].shape
     (8,)
@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from families import FAMILIES
 
 from faithful_guides.zoo import ZOO, get_host, hmm_chain
 
-__all__ = ["Fit", "MadeHost", "NumPyroHost", "PyroHost", "made_host"]
+__all__ = ["Fit", "GuideHost", "NumPyroHost", "PyroHost", "guide_host"]
 
 Draws = dict[str, np.ndarray]
 
@@ -56,7 +57,7 @@ Model = Callable[..., Any]
 Args = tuple[Any, ...]
 
 
-class MadeHost:
+class GuideHost:
     """The operations the guide tests need; :class:`PyroHost` and :class:`NumPyroHost`
     implement the same methods with the same meaning:
 
@@ -76,19 +77,18 @@ class MadeHost:
 
     name: str
 
-    def __init__(self) -> None:
+    def __init__(self, family: str) -> None:
         self.host = get_host(self.name)  # type: ignore[arg-type]
+        self.family = family
 
     def __repr__(self) -> str:
-        return self.name
+        return f"{self.name}-{self.family}"
 
     def group_index(self, fit: Fit, kind: str) -> int:
         """The position of the guide's group of global latents (``"global"``) or of the
         first group in a plate (``"local"``)."""
         groups = fit.guide.plan.groups
-        return next(
-            i for i, g in enumerate(groups) if any(g.group.in_plate) == (kind == "local")
-        )
+        return next(i for i, g in enumerate(groups) if any(g.group.in_plate) == (kind == "local"))
 
     def spec(self, name: str) -> tuple[Model, Args, dict[str, Any]]:
         """A zoo model (``state_space`` shortened to 8 steps)."""
@@ -129,13 +129,13 @@ class MadeHost:
         return Fit(model, guide, args, kwargs or {}, np.zeros(0), params)
 
 
-class PyroHost(MadeHost):
+class PyroHost(GuideHost):
     """Pyro: ``SVI.step`` loops, parameters in the guide and the param store."""
 
     name = "pyro"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, family: str) -> None:
+        super().__init__(family)
         import pyro
         import torch
         from pyro import infer as pinfer
@@ -143,11 +143,12 @@ class PyroHost(MadeHost):
         from pyro.infer import autoguide
         from pyro.optim import Adam
 
-        from faithful_guides.pyro import AutoFaithfulMADE
+        import faithful_guides.pyro as public
 
         torch.set_num_threads(1)
         self.pyro, self.torch, self.poutine, self.infer = pyro, torch, poutine, pinfer
-        self.autoguide, self.Adam, self.cls = autoguide, Adam, AutoFaithfulMADE
+        self.autoguide, self.Adam = autoguide, Adam
+        self.cls = getattr(public, FAMILIES[family])
 
     def reset(self) -> None:
         self.pyro.clear_param_store()
@@ -306,13 +307,13 @@ class PyroHost(MadeHost):
         return guide
 
 
-class NumPyroHost(MadeHost):
+class NumPyroHost(GuideHost):
     """NumPyro: ``SVI.run`` (jit), explicit ``params`` dicts and ``rng_key`` s."""
 
     name = "numpyro"
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, family: str) -> None:
+        super().__init__(family)
         import jax
         import numpyro
         from numpyro import handlers
@@ -320,11 +321,12 @@ class NumPyroHost(MadeHost):
         from numpyro.infer import autoguide
         from numpyro.optim import Adam
 
+        import faithful_guides.numpyro as public
         from faithful_guides.backends.numpyro.nets import MadeSteps, made_forward
-        from faithful_guides.numpyro import AutoFaithfulMADE
 
         self.jax, self.numpyro, self.handlers, self.infer = jax, numpyro, handlers, ninfer
-        self.autoguide, self.Adam, self.cls = autoguide, Adam, AutoFaithfulMADE
+        self.autoguide, self.Adam = autoguide, Adam
+        self.cls = getattr(public, FAMILIES[family])
         self.made_forward_fn, self.MadeSteps = made_forward, MadeSteps
 
     def key(self, seed: int) -> Any:
@@ -503,11 +505,13 @@ class NumPyroHost(MadeHost):
         return guide
 
 
-_ADAPTERS: dict[str, MadeHost] = {}
+_ADAPTERS: dict[tuple[str, str], GuideHost] = {}
 
 
-def made_host(name: str) -> MadeHost:
-    """The (cached) adapter of host ``"pyro"`` or ``"numpyro"``."""
-    if name not in _ADAPTERS:
-        _ADAPTERS[name] = {"pyro": PyroHost, "numpyro": NumPyroHost}[name]()
-    return _ADAPTERS[name]
+def guide_host(name: str, family: str = "made") -> GuideHost:
+    """The (cached) adapter of host ``"pyro"`` or ``"numpyro"`` for guide family ``family``
+    (a key of :data:`families.FAMILIES`)."""
+    if (name, family) not in _ADAPTERS:
+        cls = {"pyro": PyroHost, "numpyro": NumPyroHost}[name]
+        _ADAPTERS[name, family] = cls(family)
+    return _ADAPTERS[name, family]
