@@ -81,6 +81,94 @@ class LinearGaussianBN:
         observed = {name(i) for i in range(n) if 2 * i + 1 >= n}
         return cls.from_dag(dag, observed, weights)
 
+    @classmethod
+    def random_dag(
+        cls,
+        seed: int,
+        num_nodes: int = 16,
+        *,
+        mean_in_degree: float = 2.0,
+        max_parents: int = 3,
+        observed_fraction: float = 1 / 3,
+        weight_range: tuple[float, float] = (0.5, 1.5),
+        noise_scale_range: tuple[float, float] = (0.8, 1.2),
+        offset_range: tuple[float, float] = (-0.5, 0.5),
+        max_tries: int = 10_000,
+    ) -> LinearGaussianBN:
+        """A random linear-Gaussian DAG (the benchmark of ``benchmarks/dags.py``).
+
+        Erdős–Rényi over a topological order (each earlier node is a parent with one
+        probability, at most ``max_parents`` kept at random, the probability chosen so that
+        the expected in-degree is ``mean_in_degree``), weights ``±U[weight_range]`` with a
+        random sign, noise standard deviations ``U[noise_scale_range]``, offsets
+        ``U[offset_range]``. ``round(observed_fraction * num_nodes)`` nodes are observed:
+        every sink (so that every latent has an observed descendant) and random others,
+        with at least one *interior* observed node (one with a latent child). Draws that
+        cannot meet this are redrawn. Node ``i`` (topological position) is named ``x{i}``
+        if observed and ``z{i}`` if latent; the order is random up to relabelling, so
+        drawing it over ``0..n-1`` loses nothing.
+
+        Example:
+            >>> bn = LinearGaussianBN.random_dag(0)
+            >>> len(bn.nodes), len(bn.observed)
+            (16, 5)
+            >>> all(bn.observed & nx.descendants(bn.dag, z) for z in bn.latent)
+            True
+        """
+        rng = np.random.default_rng(seed)
+        n, n_obs = num_nodes, round(observed_fraction * num_nodes)
+        if not 1 <= n_obs < n:
+            raise ValueError(f"need between 1 and {n - 1} observed nodes, got {n_obs}.")
+        p = _edge_probability(n, mean_in_degree, max_parents)
+        for _ in range(max_tries):
+            parents = []
+            for i in range(n):
+                pa = np.flatnonzero(rng.random(i) < p)
+                if len(pa) > max_parents:
+                    pa = np.sort(rng.choice(pa, max_parents, replace=False))
+                parents.append(pa)
+            has_child = np.zeros(n, dtype=bool)
+            for pa in parents:
+                has_child[pa] = True
+            sinks = np.flatnonzero(~has_child)
+            if len(sinks) >= n_obs:  # no room for an interior observed node
+                continue
+            inner = rng.choice(np.flatnonzero(has_child), n_obs - len(sinks), replace=False)
+            obs = set(sinks.tolist()) | set(inner.tolist())
+            if not any(i in obs and j not in obs for j in range(n) for i in parents[j]):
+                continue  # no interior observed node with a latent child
+            break
+        else:  # pragma: no cover - the defaults succeed in a few tries
+            raise RuntimeError(f"no DAG met the invariants in {max_tries} tries.")
+        names = tuple(f"x{i}" if i in obs else f"z{i}" for i in range(n))
+        B = np.zeros((n, n))
+        for i, pa in enumerate(parents):
+            lo, hi = weight_range
+            B[i, pa] = rng.choice([-1.0, 1.0], len(pa)) * rng.uniform(lo, hi, len(pa))
+        c = rng.uniform(*offset_range, n)
+        d = rng.uniform(*noise_scale_range, n) ** 2
+        return cls(names, B, c, d, frozenset(names[i] for i in obs))
+
+    def parents(self, v: str) -> list[tuple[str, float]]:
+        """``(parent, weight)`` pairs of node ``v``, in topological order."""
+        i = self.nodes.index(v)
+        return [(self.nodes[j], float(self.B[i, j])) for j in np.flatnonzero(self.B[i])]
+
+    def interior_observed(self) -> list[str]:
+        """Observed nodes with at least one latent child."""
+        g = self.dag
+        return [x for x in self.observed_order if any(c not in self.observed for c in g[x])]
+
+    def log_posterior(self, z: np.ndarray, x: np.ndarray) -> np.ndarray:
+        r"""Exact :math:`\log p(z \mid x)` of latents ``(..., n_latent)`` (``latent`` order)
+        given observations ``(..., n_observed)`` (broadcast against each other)."""
+        mean, cov = self.posterior(x)
+        diff = np.asarray(z) - mean
+        prec = np.linalg.inv(cov)
+        maha = np.einsum("...i,ij,...j->...", diff, prec, diff)
+        logdet = np.linalg.slogdet(cov)[1]
+        return -0.5 * (maha + logdet + len(self.latent) * np.log(2 * np.pi))
+
     @property
     def dag(self) -> nx.DiGraph:
         g = nx.DiGraph()
@@ -168,3 +256,24 @@ def gaussian_kl(m0: np.ndarray, s0: np.ndarray, m1: np.ndarray, s1: np.ndarray) 
     maha = np.einsum("...i,...ij,...j->...", diff, s1_inv, diff)
     logdet = np.linalg.slogdet(s1)[1] - np.linalg.slogdet(s0)[1]
     return 0.5 * (trace + maha - k + logdet)
+
+
+def _edge_probability(n: int, mean_in_degree: float, max_parents: int) -> float:
+    """The edge probability of an Erdős–Rényi DAG over ``n`` ordered nodes whose expected
+    in-degree, parents capped at ``max_parents``, is ``mean_in_degree`` (bisection)."""
+    from math import comb
+
+    def mean_degree(p: float) -> float:
+        total = 0.0
+        for i in range(n):  # node i has i candidate parents
+            for k in range(i + 1):
+                total += min(k, max_parents) * comb(i, k) * p**k * (1 - p) ** (i - k)
+        return total / n
+
+    if mean_degree(1.0) < mean_in_degree:
+        raise ValueError(f"mean in-degree {mean_in_degree} unreachable with {n} nodes.")
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mean_degree(mid) < mean_in_degree else (lo, mid)
+    return (lo + hi) / 2

@@ -90,6 +90,17 @@ class GuideHost:
         groups = fit.guide.plan.groups
         return next(i for i, g in enumerate(groups) if any(g.group.in_plate) == (kind == "local"))
 
+    def behind_zero_output(self, fit: Fit, param: str) -> bool:
+        """Whether ``param`` is a hidden-layer parameter of a network whose output layer
+        starts at zero (so its gradient at initialization is zero by design)."""
+        if self.name == "pyro":
+            return ".hidden." in f".{param}" or param.startswith("embeds.")
+        if "_summary[" in param:
+            return True
+        last = {f"W{len(g.masks) - 1}" for g in getattr(fit.guide.plan, "groups", ())}
+        tail = param.rsplit("_", 1)[-1]
+        return "_made[" in param and tail not in last | {"S"}
+
     def spec(self, name: str) -> tuple[Model, Args, dict[str, Any]]:
         """A zoo model (``state_space`` shortened to 8 steps)."""
         return hmm_chain(self.host, 8) if name == "state_space" else ZOO[name](self.host)

@@ -76,14 +76,16 @@ ZOO_MODELS = [
 
 @pytest.mark.parametrize("name", ZOO_MODELS)
 def test_trains_on_zoo(host: GuideHost, name: str) -> None:
-    """Every parameter gets a gradient at initialization; the loss falls; one draw per
-    latent, shaped as the site."""
+    """Every parameter gets a finite gradient at initialization, nonzero except behind a
+    zero-initialized output layer (hidden layers get theirs from the second step); the
+    loss falls; one draw per latent, shaped as the site."""
     fit = trained(host, name)
     grads = host.init_grads(fit)
     assert grads
     for k, g in grads.items():
         assert np.isfinite(g).all(), k
-        assert np.abs(g).max() > 0, f"no gradient for {k}"
+        if not host.behind_zero_output(fit, k):
+            assert np.abs(g).max() > 0, f"no gradient for {k}"
     assert np.isfinite(fit.losses).all()
     for window in (30, 50):
         assert fit.losses[-window:].mean() < fit.losses[:window].mean(), window
@@ -329,7 +331,7 @@ def test_pyro_csis_accepts_the_guide(pyro_host: GuideHost) -> None:
 def test_pyro_observation_cache_sees_in_place_updates(pyro_host: GuideHost) -> None:
     """Same tensor object, new values in place: the guide must condition on the new values."""
     model, (x,), _ = binary_tree(pyro_host.host, 3)
-    fit = Fit(model, pyro_host.guide(model), (x,), {}, np.zeros(0))
+    fit = pyro_host.train(model, pyro_host.guide(model), (x,), {}, 5)  # x matters after a step
     first = pyro_host.median(fit)
     x.add_(5.0)
     moved = pyro_host.median(fit)

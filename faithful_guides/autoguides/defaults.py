@@ -21,13 +21,10 @@ LOG_SCALE_BOUND = 5.0
 r"""The networks move a conditional's log-scale by at most this much around the site's free
 log-scale parameter: :math:`\log\sigma = s + b \tanh(\rho / b)`."""
 
-SCALE_FLOOR = 1e-6
-"""Added to every scale, so that no draw is degenerate."""
-
-OUTPUT_INIT = 1e-2
-"""Raw output-layer weights of the networks start at this times a standard normal (times the
-layer's ``1/n`` multiplier): the guide starts at its free parameters up to a tiny
-perturbation, and every weight already gets a gradient."""
+OUTPUT_INIT = 0.0
+"""Raw output-layer weights of the networks start at this times a standard normal: zero, so
+the guide starts exactly at ``N(init_loc, init_scale)`` (``init_loc_fn`` is honoured to the
+digit, as by ``AutoNormal``); the hidden layers get gradients from the second step on."""
 
 STANDARDIZE_DRAWS = 32
 """Prior-predictive draws used, with the set-up data, for the input statistics."""

@@ -35,13 +35,10 @@ from numpyro import handlers
 from numpyro.distributions.transforms import ComposeTransform, ReshapeTransform
 from numpyro.infer.autoguide import AutoGuide
 from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.util import helpful_support_errors
+from numpyro.primitives import Messenger
 
-from faithful_guides.autoguides.defaults import (
-    LOG_SCALE_BOUND,
-    MAX_JOINT,
-    SCALE_FLOOR,
-    STANDARDIZE_DRAWS,
-)
+from faithful_guides.autoguides.defaults import LOG_SCALE_BOUND, MAX_JOINT, STANDARDIZE_DRAWS
 from faithful_guides.autoguides.errors import (
     missing_observation,
     no_bijection_error,
@@ -73,6 +70,7 @@ class FaithfulGuide(AutoGuide):
         init_scale: initial scale of every latent in unconstrained space.
         create_plates: as in ``AutoNormal`` (subsampling).
         prefix: prefix of the parameter names.
+        forward_mode_differentiation: as in NumPyro's ``AutoGuide`` (set-up only).
     """
 
     def __init__(
@@ -86,6 +84,7 @@ class FaithfulGuide(AutoGuide):
         init_scale: float = 0.1,
         create_plates: Callable[..., Any] | None = None,
         prefix: str = "auto",
+        forward_mode_differentiation: bool = False,
     ) -> None:
         self._init_scale, self.hidden_dims, self.summary_dim = check_options(
             init_scale=init_scale,
@@ -95,7 +94,13 @@ class FaithfulGuide(AutoGuide):
         )
         self.structure_name = structure
         self.structure: GuideStructure | None = None
-        super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn, create_plates=create_plates)
+        super().__init__(
+            model,
+            prefix=prefix,
+            init_loc_fn=init_loc_fn,
+            create_plates=create_plates,
+            forward_mode_differentiation=forward_mode_differentiation,
+        )
 
     # ------------------------------------------------------------------ set-up
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
@@ -116,7 +121,6 @@ class FaithfulGuide(AutoGuide):
             if site["type"] == "sample":
                 for f in site["cond_indep_stack"]:
                     self._prototype_frames.setdefault(f.name, f)
-        self._subsampled = any(p.subsampled for p in self._plates)
         self.layouts = {n: self._layout(n) for n in graph.sites}
         observed = [np.asarray(trace[n]["value"]) for n in graph.observed]
         candidates = {k: np.asarray(v) for k, v in _array_args(args, kwargs).items()}
@@ -151,7 +155,8 @@ class FaithfulGuide(AutoGuide):
         if not site.observed:
             fn = self.prototype_trace[name]["fn"]
             try:
-                transform = dist.biject_to(fn.support)
+                with helpful_support_errors(self.prototype_trace[name]):
+                    transform = dist.biject_to(fn.support)
             except NotImplementedError as e:
                 raise no_bijection_error(name, fn.support) from e
             shape = tuple(transform.inverse_shape(tuple(site.shape)))
@@ -173,7 +178,10 @@ class FaithfulGuide(AutoGuide):
         runs = [self.prototype_trace]
         with handlers.block():
             for i in range(STANDARDIZE_DRAWS):
-                runs.append(handlers.trace(handlers.seed(model, i)).get_trace(*args, **kwargs))
+                try:
+                    runs.append(handlers.trace(handlers.seed(model, i)).get_trace(*args, **kwargs))
+                except NotImplementedError:  # a latent that cannot be sampled (ImproperUniform)
+                    break
         self._setup_obs = {}
         for n, lay in self.layouts.items():
             rows = []
@@ -188,8 +196,10 @@ class FaithfulGuide(AutoGuide):
                     grid = lay.to_grid(v, jnp)
                 except (ValueError, TypeError):  # a run whose shapes differ
                     continue
-                rows.append(np.asarray(grid).reshape(-1, grid.shape[-1]))
-            self._stats_param(n, np.concatenate(rows) if rows else np.zeros((1, 0)))
+                if grid.shape[-1]:  # a factor site has no features
+                    rows.append(np.asarray(grid).reshape(-1, grid.shape[-1]))
+            width = lay.features
+            self._stats_param(n, np.concatenate(rows) if rows else np.zeros((1, width)))
         for c in self.structure.covariates:
             value = np.asarray(_array_args(args, kwargs)[c.key], dtype=np.float32)
             self._stats_param(c.name, value.reshape(value.shape[0] if any(c.in_plate) else 1, -1))
@@ -345,16 +355,17 @@ class FaithfulGuide(AutoGuide):
     def _inputs(
         self, params: Mapping[str, Array], args: Any, kwargs: Any, given: Mapping | None
     ) -> tuple[dict[str, Any], dict[str, Array]]:
-        if self._subsampled or self.create_plates is not None:
+        if self.create_plates is not None:
             plates = self._create_plates(*args, **kwargs)
-            rows = {n: {"type": "plate", "value": p._indices} for n, p in plates.items()}
-            tr = self._hidden_run(args, kwargs, rows)
-        else:
+            tr = self._hidden_run(args, kwargs, plates)
+        else:  # sizes of this call, from the model itself
             tr = self._hidden_run(args, kwargs, {})
             plates = {}
             for p in self._plates:
-                size = tr[p.name]["args"][0] if p.name in tr else p.size
-                plates[p.name] = numpyro.plate(p.name, size, dim=p.dim)
+                size, sub = tr[p.name]["args"] if p.name in tr else (p.size, p.subsample_size)
+                plates[p.name] = numpyro.plate(p.name, size, subsample_size=sub, dim=p.dim)
+            if any(p.subsample_size < p.size for p in plates.values()):
+                tr = self._hidden_run(args, kwargs, plates)  # the guide's rows
         feats: dict[str, Array] = {}
         for n in self._graph.observed:
             feats[n] = self._observed(params, n, tr.get(n), given)
@@ -362,9 +373,12 @@ class FaithfulGuide(AutoGuide):
         self._summaries(params, feats)
         return plates, feats
 
-    def _hidden_run(self, args: Any, kwargs: Any, rows: dict[str, Any]) -> dict[str, Any]:
+    def _hidden_run(self, args: Any, kwargs: Any, plates: Mapping[str, Any]) -> dict[str, Any]:
+        """A run of the model that replays ``plates``' rows, with latents at a fixed point
+        (only observations and plate sizes are read)."""
+        rows = {n: {"name": n, "type": "plate", "value": p._indices} for n, p in plates.items()}
         with handlers.block():
-            run = handlers.replay(handlers.seed(self.model, rng_seed=0), trace=rows)
+            run = handlers.replay(handlers.seed(_FixedLatents(self.model), rng_seed=0), trace=rows)
             return handlers.trace(run).get_trace(*args, **kwargs)
 
     def _standardize(self, params: Mapping[str, Array], name: str, grid: Array) -> Array:
@@ -473,7 +487,7 @@ class FaithfulGuide(AutoGuide):
         if mu is not None:
             loc = loc + mu
             log_scale = log_scale + LOG_SCALE_BOUND * jnp.tanh(rho / LOG_SCALE_BOUND)
-        scale = jnp.exp(log_scale) + SCALE_FLOOR
+        scale = jnp.exp(log_scale)
         k = len(self._plates)
         if loc.ndim < k + 1:
             loc = loc.reshape((1,) * (k + 1 - loc.ndim) + tuple(loc.shape))
@@ -506,6 +520,22 @@ class FaithfulGuide(AutoGuide):
         if e > 0 and pad > 0 and all(s == 1 for s in u.shape[e - pad : e]):
             u = u.reshape(tuple(u.shape[: e - pad]) + tuple(u.shape[e:]))
         return value, self._standardize(params, name, flat.to_grid(u, jnp))
+
+
+class _FixedLatents(Messenger):
+    """Latent draws replaced by a fixed point of their support (``biject_to(support)(0)``):
+    hidden model runs need no random numbers, and ``ImproperUniform`` latents need none."""
+
+    def process_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] != "sample" or msg["is_observed"] or msg.get("value") is not None:
+            return
+        fn = msg["fn"]
+        try:
+            t = dist.biject_to(fn.support)
+        except NotImplementedError:
+            return
+        shape = tuple(fn.shape(msg["kwargs"].get("sample_shape", ())))
+        msg["value"] = t(jnp.zeros(t.inverse_shape(shape)))
 
 
 def _array_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[Any, Any]:

@@ -37,18 +37,16 @@ import torch
 from pyro import poutine
 from pyro.infer.autoguide import AutoGuide
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_feasible
+from pyro.infer.autoguide.utils import helpful_support_errors
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 from pyro.nn import PyroModule
 from pyro.poutine.indep_messenger import CondIndepStackFrame
 from torch import nn
 from torch.distributions import biject_to
 from torch.distributions.transforms import ReshapeTransform
 
-from faithful_guides.autoguides.defaults import (
-    LOG_SCALE_BOUND,
-    MAX_JOINT,
-    SCALE_FLOOR,
-    STANDARDIZE_DRAWS,
-)
+from faithful_guides.autoguides.defaults import LOG_SCALE_BOUND, MAX_JOINT, STANDARDIZE_DRAWS
 from faithful_guides.autoguides.errors import (
     missing_observation,
     no_bijection_error,
@@ -156,9 +154,11 @@ class FaithfulGuide(AutoGuide):
         site = self.graph.sites[name]
         shape = site.shape
         if not site.observed:
-            support = self.prototype_trace.nodes[name]["fn"].support
+            site_msg = self.prototype_trace.nodes[name]
+            support = site_msg["fn"].support
             try:
-                transform = biject_to(support)
+                with helpful_support_errors(site_msg):  # Pyro's own wording, where it has one
+                    transform = biject_to(support)
             except NotImplementedError as e:
                 raise no_bijection_error(name, support) from e
             shape = tuple(transform.inverse_shape(torch.Size(site.shape)))
@@ -188,9 +188,12 @@ class FaithfulGuide(AutoGuide):
         model = poutine.uncondition(self._raw_model[0])
         with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            runs = [self.prototype_trace, self._setup_trace] + [
-                poutine.trace(model).get_trace(*args, **kwargs) for _ in range(STANDARDIZE_DRAWS)
-            ]
+            runs = [self.prototype_trace, self._setup_trace]
+            for _ in range(STANDARDIZE_DRAWS):
+                try:
+                    runs.append(poutine.trace(model).get_trace(*args, **kwargs))
+                except NotImplementedError:  # a latent that cannot be sampled (ImproperUniform)
+                    break
         for tr in runs:
             for n in self.graph.sites:
                 site = tr.nodes.get(n)
@@ -204,10 +207,12 @@ class FaithfulGuide(AutoGuide):
                     grid = self.layouts[n].to_grid(v, torch)
                 except RuntimeError:  # a run whose shapes differ (not the set-up's)
                     continue
-                draws[n].append(grid.reshape(-1, grid.shape[-1]).numpy())
+                if grid.shape[-1]:  # a factor site has no features
+                    draws[n].append(grid.reshape(-1, grid.shape[-1]).numpy())
         self.stats = PyroModule()
         for n, rows in draws.items():
-            center, scale = robust_stats(np.concatenate(rows) if rows else np.zeros((1, 0)))
+            width = self.layouts[n].features
+            center, scale = robust_stats(np.concatenate(rows) if rows else np.zeros((1, width)))
             self.stats.register_buffer(attr_name(n) + "_center", torch.as_tensor(center))
             self.stats.register_buffer(attr_name(n) + "_scale", torch.as_tensor(scale))
         for c in self.structure.covariates:
@@ -359,7 +364,7 @@ class FaithfulGuide(AutoGuide):
         """A hidden model run replaying ``plates``' rows: plate sizes and indices, and the
         observed sites' grid features (set-up values where this call has none)."""
         data = {name: p._indices for name, p in plates.items()}
-        model = poutine.trace(poutine.condition(self._raw_model[0], data=data))
+        model = poutine.trace(_FixedLatents()(poutine.condition(self._raw_model[0], data=data)))
         with torch.no_grad(), poutine.block(), torch.random.fork_rng(devices=[]):
             tr = model.get_trace(*args, **kwargs)
         sizes = {}
@@ -477,7 +482,7 @@ class FaithfulGuide(AutoGuide):
         if mu is not None:
             loc = loc + mu
             log_scale = log_scale + LOG_SCALE_BOUND * torch.tanh(rho / LOG_SCALE_BOUND)
-        scale = log_scale.exp() + SCALE_FLOOR
+        scale = log_scale.exp()
         k = len(self._plates)
         if loc.dim() < k + 1:
             loc = loc.reshape((1,) * (k + 1 - loc.dim()) + tuple(loc.shape))
@@ -518,6 +523,24 @@ class FaithfulGuide(AutoGuide):
         center = getattr(self.stats, attr_name(name) + "_center")
         scale = getattr(self.stats, attr_name(name) + "_scale")
         return (grid - center) / scale
+
+
+class _FixedLatents(Messenger):
+    """Latent draws replaced by a fixed point of their support (``biject_to(support)(0)``):
+    the guide's hidden model runs read only observations and plate sizes, so they need no
+    random numbers (and a traced ``JitTrace_ELBO`` graph stays the same across calls)."""
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
+            return
+        fn = msg["fn"]
+        try:
+            t = biject_to(fn.support)
+        except NotImplementedError:
+            return  # sampled as usual
+        shape = t.inverse_shape(fn.shape())
+        msg["value"] = t(torch.zeros(shape, dtype=torch.get_default_dtype()))
+        msg["done"] = True
 
 
 def _tensor_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[Any, torch.Tensor]:
