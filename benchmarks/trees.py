@@ -34,7 +34,8 @@ import warnings
 import numpy as np
 
 from faithful_guides import ModelGraph, invert
-from faithful_guides.autoguides import build_made_plan
+from faithful_guides.autoguides import build_made_plan, build_structure
+from faithful_guides.autoguides.layout import SiteLayout
 from faithful_guides.exact import LinearGaussianBN
 from faithful_guides.zoo.experiments import FINAL_LR_FACTOR, HOSTS, mc_kl, tree_weights
 
@@ -45,12 +46,12 @@ def made_params(bn: LinearGaussianBN, structure: str, width: int) -> int:
     """Effective (unmasked) weights and biases of the MADE for ``structure``, direct
     connections included."""
     graph = ModelGraph.from_edges(bn.dag.edges, bn.observed)
-    sizes = dict.fromkeys(graph.sites, 1)
+    layouts = {n: SiteLayout(n, (), 0, (), ()) for n in graph.sites}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plan = build_made_plan(graph, sizes=sizes, hidden=(width, width), structure=structure)
-    g = plan.global_
-    return sum(int(m.sum()) + m.shape[0] for m in g.masks) + int(g.skip.sum())
+        structure_ = build_structure(graph, layouts, structure=structure)
+        plan = build_made_plan(structure_, hidden=(width, width))
+    return plan.effective_params()
 
 
 def width_for(bn: LinearGaussianBN, structure: str, target: int) -> int:

@@ -95,11 +95,8 @@ class GuideHost:
         starts at zero (so its gradient at initialization is zero by design)."""
         if self.name == "pyro":
             return ".hidden." in f".{param}" or param.startswith("embeds.")
-        if "_summary[" in param:
-            return True
-        last = {f"W{len(g.masks) - 1}" for g in getattr(fit.guide.plan, "groups", ())}
-        tail = param.rsplit("_", 1)[-1]
-        return "_made[" in param and tail not in last | {"S"}
+        # NumPyro: each network is one flat parameter, its output layer included
+        return "_summary[" in param
 
     def spec(self, name: str) -> tuple[Model, Args, dict[str, Any]]:
         """A zoo model (``state_space`` shortened to 8 steps)."""
@@ -365,7 +362,7 @@ class NumPyroHost(GuideHost):
         compiling the gradient on its own)."""
         assert fit.first_step is not None
         # the input statistics are fixed (stop_gradient): they get no step by design
-        return {k: v for k, v in fit.first_step.items() if "_input[" not in k}
+        return {k: v for k, v in fit.first_step.items() if not k.endswith("_input_stats")}
 
     def train(
         self,

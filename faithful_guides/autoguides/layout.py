@@ -88,7 +88,9 @@ class SiteLayout:
     def _plate_positions(self) -> tuple[int, ...]:
         """Positions (in the padded batch) of the plates the site sits in, grid order."""
         b = self._padded
-        return tuple(b + d for d, inside in zip(self.plate_dims, self.in_plate) if inside)
+        return tuple(
+            b + d for d, inside in zip(self.plate_dims, self.in_plate, strict=True) if inside
+        )
 
     @cached_property
     def _other_positions(self) -> tuple[int, ...]:
@@ -116,9 +118,15 @@ class SiteLayout:
         event elements and a joint distribution over ``F`` would change event dims)."""
         return math.prod(self.free_batch) > 1
 
+    def flattened(self) -> SiteLayout:
+        """This layout with the event flattened to ``(F,)`` (the base space of a site with a
+        joint distribution over its features; only without free batch dims)."""
+        shape = (*self.shape[: self.batch_ndim], self.features)
+        return SiteLayout(self.name, shape, self.batch_ndim, self.plate_dims, self.in_plate)
+
     def grid_shape(self, sizes: tuple[int, ...]) -> tuple[int, ...]:
         """The site's grid axes for plate sizes ``sizes`` (1 where it is not in a plate)."""
-        return tuple(s if inside else 1 for s, inside in zip(sizes, self.in_plate))
+        return tuple(s if inside else 1 for s, inside in zip(sizes, self.in_plate, strict=True))
 
     def setup_rows(self) -> tuple[int, ...]:
         """The site's plate sizes at set-up (grid order, plates it sits in)."""

@@ -220,7 +220,7 @@ def build_structure(
 
 
 def _subset(a: tuple[bool, ...], b: tuple[bool, ...]) -> bool:
-    return all(y or not x for x, y in zip(a, b))
+    return all(y or not x for x, y in zip(a, b, strict=True))
 
 
 def _group_order(
@@ -282,8 +282,8 @@ def _group(
             if u in own:
                 continue
             m = member[u]
-            extra = tuple(i for i, (a, b) in enumerate(zip(m, key)) if a and not b)
-            missing = any(b and not a for a, b in zip(m, key))
+            extra = tuple(i for i, (a, b) in enumerate(zip(m, key, strict=True)) if a and not b)
+            missing = any(b and not a for a, b in zip(m, key, strict=True))
             if u in graph.observed:
                 if missing and extra:
                     free_rows.add(v)  # side-by-side plates: rows cannot be aligned

@@ -119,7 +119,8 @@ def pyro_effective_params(guide) -> int:
     for module in guide.modules():
         mask = getattr(module, "mask", None)
         for name, p in module.named_parameters(recurse=False):
-            total += int(mask.sum()) if name == "weight" and mask is not None else p.numel()
+            used = int((mask != 0).sum()) if mask is not None else p.numel()
+            total += used if name == "weight" else p.numel()
     return total
 
 
@@ -195,21 +196,17 @@ def numpyro_train(
 
 
 def numpyro_effective_params(guide, params: dict) -> int:
-    """Trainable numbers, masked-out weights of AutoFaithfulMADE's MADEs excluded."""
-    masks = {}
-    plan = getattr(guide, "plan", None)
-    for group in ("global", "local"):
-        g = getattr(plan, "global_" if group == "global" else "local", None)
-        for k, m in enumerate(g.masks if g else ()):
-            masks[f"{guide.prefix}_made_{group}_W{k}"] = int(m.sum())
-        if g is not None and g.masks:
-            masks[f"{guide.prefix}_made_{group}_S"] = int(g.skip.sum())
+    """Trainable numbers: AutoFaithfulMADE's MADEs counted by their masks (masked-out
+    weights never change), its fixed input statistics left out."""
     import jax
 
-    def size(tree: object) -> int:
-        return sum(np.size(leaf) for leaf in jax.tree.leaves(tree))
-
-    return int(sum(masks.get(n, size(v)) for n, v in params.items()))
+    plan = getattr(guide, "plan", None)
+    made = {guide._net_name(g) for g in plan.groups if g.has_net} if plan else set()
+    total = plan.effective_params() if plan else 0
+    for name, v in params.items():
+        if name not in made and not name.endswith("_input_stats"):
+            total += sum(np.size(leaf) for leaf in jax.tree.leaves(v))
+    return int(total)
 
 
 def numpyro_guides() -> dict[str, Callable]:

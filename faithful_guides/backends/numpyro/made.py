@@ -23,7 +23,7 @@ import jax
 
 from faithful_guides.autoguides.made_plan import MadeGroup, MadePlan, build_made_plan
 from faithful_guides.backends.numpyro.guide import FaithfulGuide, _cat
-from faithful_guides.backends.numpyro.nets import MadeSteps, init_made
+from faithful_guides.backends.numpyro.nets import MadeSteps, Packed, init_made, made_forward
 
 __all__ = ["AutoFaithfulMADE"]
 
@@ -56,25 +56,27 @@ class AutoFaithfulMADE(FaithfulGuide):
 
     _plan: MadePlan | None = None
 
-    def _net_prefix(self, group: MadeGroup) -> str:
-        """Parameter-name prefix of a group's network: named after its first latent, so
-        two guides of one ``AutoGuideList`` never share a name."""
-        return f"{self.prefix}_made[{group.outputs[0].name}]_"
-
     def _build(self, key: Array) -> dict[str, Array]:
         self._plan = build_made_plan(self.structure, hidden=self.hidden_dims)
         out = {}
         keys = jax.random.split(key, max(len(self._plan.groups), 1))
-        for k, g in zip(keys, self._plan.groups, strict=False):
+        self._packs: dict[int, Packed] = {}
+        for i, (k, g) in enumerate(zip(keys, self._plan.groups, strict=False)):
             if g.has_net:
-                for n, v in init_made(k, g.masks).items():
-                    out[self._net_prefix(g) + n] = v
+                net = init_made(k, g.masks)
+                self._packs[i] = Packed(net)
+                out[self._net_name(g)] = self._packs[i].flat(net)
         return out
 
+    def _net_name(self, group: MadeGroup) -> str:
+        """A group's network parameter (one flat vector): named after its first latent, so
+        two guides of one ``AutoGuideList`` never share a name."""
+        return f"{self.prefix}_made[{group.outputs[0].name}]"
+
     def net_params(self, params: Mapping[str, Array], index: int) -> dict[str, Array]:
-        """The raw weights of group ``index``'s MADE in ``params``."""
-        start = self._net_prefix(self._plan.groups[index])
-        return {n[len(start) :]: v for n, v in params.items() if n.startswith(start)}
+        """The weights of group ``index``'s MADE in ``params`` (``W0``, ``b0``, ..., ``S``)."""
+        flat = params[self._net_name(self._plan.groups[index])]
+        return self._packs[index].unpack(flat)
 
     @property
     def plan(self) -> MadePlan:
@@ -104,9 +106,7 @@ class AutoFaithfulMADE(FaithfulGuide):
         if not g.has_net:
             for gen in g.generations:
                 for name in gen:
-                    values[name], feats[name] = self._emit(
-                        params, name, None, None, plates, median
-                    )
+                    values[name], feats[name] = self._emit(params, name, None, None, plates, median)
             return
         sched, k = g.schedule, len(self._plates)
         known = []
@@ -116,7 +116,16 @@ class AutoFaithfulMADE(FaithfulGuide):
                 t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdims=True)
             known.append(t)
         x = _cat(known) if known else None
-        steps = MadeSteps(self.net_params(params, index), g.masks, g.skip, sched, x)
+        net = self.net_params(params, index)
+        if len(g.generations) == 1:  # nothing to feed back: one full pass is fewer ops
+            mu, rho = made_forward(net, g.masks, g.skip, x)
+            for name, offset, size in sched.sites[0]:
+                sl = slice(offset, offset + size)
+                values[name], feats[name] = self._emit(
+                    params, name, mu[..., sl], rho[..., sl], plates, median
+                )
+            return
+        steps = MadeSteps(net, g.masks, g.skip, sched, x)
         for sites, fed in zip(sched.sites, sched.feeds, strict=True):
             mu, rho = steps.outputs()
             for name, offset, size in sites:

@@ -25,6 +25,7 @@ from faithful_guides.autoguides.made_plan import PassSchedule, row_multipliers
 
 __all__ = [
     "MadeSteps",
+    "Packed",
     "init_made",
     "init_mlp",
     "made_forward",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 Params = dict[str, jax.Array]
+
 
 def init_made(key: jax.Array, masks: Sequence[np.ndarray]) -> Params:
     """Raw weights of a masked MLP whose last layer has ``2 * out`` rows (the ``mu`` rows,
@@ -157,6 +159,36 @@ class MadeSteps:
             delta = jax.nn.elu(new[..., idx]) - jax.nn.elu(old[..., idx])
             old, self._a[i] = self._a[i], self._a[i] + delta @ self._w_changed[i][g].T
             new = self._a[i]
+
+
+class Packed:
+    """A dict of arrays as one flat parameter vector (the layout fixed at set-up).
+
+    A jitted NumPyro step pays per parameter array (pytree leaves of the params and the
+    optimizer state), so each network is registered as one ``numpyro.param``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> spec = Packed({"W": jnp.ones((2, 3)), "b": jnp.zeros(2)})
+        >>> flat = spec.flat({"W": jnp.ones((2, 3)), "b": jnp.zeros(2)})
+        >>> flat.shape, spec.unpack(flat)["W"].shape
+        ((8,), (2, 3))
+    """
+
+    def __init__(self, arrays: dict[str, jax.Array]) -> None:
+        self.layout, offset = [], 0
+        for name, a in arrays.items():
+            n = int(np.prod(a.shape, dtype=np.int64))
+            self.layout.append((name, tuple(a.shape), offset, n))
+            offset += n
+
+    def flat(self, arrays: dict[str, jax.Array]) -> jax.Array:
+        if not self.layout:
+            return jnp.zeros(0)
+        return jnp.concatenate([jnp.ravel(arrays[name]) for name, *_ in self.layout])
+
+    def unpack(self, flat: jax.Array) -> Params:
+        return {name: flat[o : o + n].reshape(shape) for name, shape, o, n in self.layout}
 
 
 def init_mlp(key: jax.Array, sizes: Sequence[int]) -> Params:

@@ -38,10 +38,10 @@ from pyro import poutine
 from pyro.infer.autoguide import AutoGuide
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_feasible
 from pyro.infer.autoguide.utils import helpful_support_errors
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
 from pyro.nn import PyroModule
 from pyro.poutine.indep_messenger import CondIndepStackFrame
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.distributions import biject_to
 from torch.distributions.transforms import ReshapeTransform
@@ -143,10 +143,7 @@ class FaithfulGuide(AutoGuide):
         self._standardization(args, kwargs)
         self._free_parameters()
         self.embeds = PyroModule[nn.ModuleList](
-            [
-                Embedding(s.in_size, s.dim, max(32, 2 * s.in_size))
-                for s in self.structure.summaries
-            ]
+            [Embedding(s.in_size, s.dim, max(32, 2 * s.in_size)) for s in self.structure.summaries]
         )
         self._build()
 
@@ -209,7 +206,7 @@ class FaithfulGuide(AutoGuide):
                     continue
                 if grid.shape[-1]:  # a factor site has no features
                     draws[n].append(grid.reshape(-1, grid.shape[-1]).numpy())
-        self.stats = PyroModule()
+        self.stats = nn.Module()  # buffers: in the state dict, not in the param store
         for n, rows in draws.items():
             width = self.layouts[n].features
             center, scale = robust_stats(np.concatenate(rows) if rows else np.zeros((1, width)))
@@ -227,9 +224,16 @@ class FaithfulGuide(AutoGuide):
             v = tr[n]["value"].detach().to(torch.get_default_dtype())
             self._setup_obs[n] = self._standardize(n, v.expand(tr[n]["fn"].shape()))
 
+    def _stat(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed center and scale of a site's or covariate's features."""
+        stats = self.__dict__.get("_stats_cache")
+        if stats is None:  # PyroModule attribute access is slow: read the buffers once a call
+            stats = dict(self.stats.named_buffers())
+        base = attr_name(name)
+        return stats[base + "_center"], stats[base + "_scale"]
+
     def _standardize(self, name: str, value: torch.Tensor, covariate: bool = False) -> torch.Tensor:
-        center = getattr(self.stats, attr_name(name) + "_center")
-        scale = getattr(self.stats, attr_name(name) + "_scale")
+        center, scale = self._stat(name)
         if covariate:
             return (value - center) / scale
         return (self.layouts[name].to_grid(value, torch) - center) / scale
@@ -250,9 +254,12 @@ class FaithfulGuide(AutoGuide):
                     loc = grid.clone()
                     self._per_row.add(name)
                 elif name in g.free_rows:  # subsampled at set-up: start every row at the mean
-                    loc = grid.reshape(-1, lay.features).mean(0).expand(
-                        *lay.grid_shape(full), lay.features
-                    ).clone()
+                    loc = (
+                        grid.reshape(-1, lay.features)
+                        .mean(0)
+                        .expand(*lay.grid_shape(full), lay.features)
+                        .clone()
+                    )
                     self._per_row.add(name)
                 else:
                     loc = grid.reshape(-1, lay.features).mean(0)
@@ -313,7 +320,9 @@ class FaithfulGuide(AutoGuide):
             out[n] = torch.quantile(v.reshape(num, *v.shape[v.dim() - k :]), q, dim=0)
         return out
 
-    def log_prob(self, latents: Mapping[str, torch.Tensor], *args: Any, **kwargs: Any) -> torch.Tensor:
+    def log_prob(
+        self, latents: Mapping[str, torch.Tensor], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         r""":math:`\log q(z \mid x)` of the given latents (constrained values), summed over
         sites with plate scaling; ``observations=`` as in :meth:`forward`."""
         if self.prototype_trace is None:
@@ -330,6 +339,7 @@ class FaithfulGuide(AutoGuide):
     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """This call's plates and standardized grid features of observations, covariates
         and summaries."""
+        self.__dict__["_stats_cache"] = dict(self.stats.named_buffers())
         plates = (
             dict(self._create_plates(*args, **kwargs))
             if self.master is not None or self.create_plates is not None
@@ -390,7 +400,9 @@ class FaithfulGuide(AutoGuide):
             try:
                 value = value.expand(expected)
             except RuntimeError:
-                raise observed_shape_error(n, tuple(value.shape), expected, type(self).__name__) from None
+                raise observed_shape_error(
+                    n, tuple(value.shape), expected, type(self).__name__
+                ) from None
             feats[n] = self._standardize(n, value)
         return sizes, feats
 
@@ -493,11 +505,10 @@ class FaithfulGuide(AutoGuide):
         scale = scale.expand(loc.shape) if scale.shape != loc.shape else scale
         joint = self._joint(lay)
         transform = self._transforms[name].with_cache(1)
-        flat = SiteLayout(name, lay.shape[: lay.batch_ndim] + (lay.features,), lay.batch_ndim,
-                          lay.plate_dims, lay.in_plate) if joint else lay  # fmt: skip
+        flat = lay.flattened() if joint else lay
         loc_b, scale_b = flat.from_grid(loc, torch), flat.from_grid(scale, torch)
         if median:
-            u = loc_b
+            u = loc_b.detach()  # (a reshape to the same shape may hand back the parameter)
             value = transform(u)
         else:
             if joint:
@@ -520,8 +531,7 @@ class FaithfulGuide(AutoGuide):
         return u
 
     def _standardize_latent(self, name: str, grid: torch.Tensor) -> torch.Tensor:
-        center = getattr(self.stats, attr_name(name) + "_center")
-        scale = getattr(self.stats, attr_name(name) + "_scale")
+        center, scale = self._stat(name)
         return (grid - center) / scale
 
 
@@ -558,8 +568,8 @@ def _cat(parts: Sequence[torch.Tensor]) -> torch.Tensor:
     """Concatenate feature blocks on the last dim, broadcasting their other dims."""
     if len(parts) == 1:
         return parts[0]
-    shapes = {p.shape[:-1] for p in parts}
-    if len(shapes) == 1:
+    shapes = [p.shape[:-1] for p in parts]  # a list: a set's order would vary under jit
+    if all(s == shapes[0] for s in shapes):
         return torch.cat(list(parts), dim=-1)
     batch = torch.broadcast_shapes(*shapes)
     return torch.cat([p.expand(*batch, p.shape[-1]) for p in parts], dim=-1)

@@ -107,7 +107,16 @@ class AutoFaithfulMADE(FaithfulGuide):
             if b.reduce:
                 t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdim=True)
             known.append(t)
-        steps = net.steps(sched, _cat(known) if known else None)
+        x = _cat(known) if known else None
+        if len(group.generations) == 1:  # nothing to feed back: one full pass is fewer ops
+            mu, rho = net(x)
+            for name, offset, size in sched.sites[0]:
+                sl = slice(offset, offset + size)
+                values[name], feats[name] = self._emit(
+                    name, mu[..., sl], rho[..., sl], plates, median
+                )
+            return
+        steps = net.steps(sched, x)
         for sites, fed in zip(sched.sites, sched.feeds, strict=True):
             mu, rho = steps.outputs()
             for name, offset, size in sites:

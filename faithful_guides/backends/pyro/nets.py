@@ -31,6 +31,7 @@ from faithful_guides.autoguides.made_plan import PassSchedule, row_multipliers
 
 __all__ = ["Embedding", "MadeSteps", "MaskedLinear", "MaskedMLP"]
 
+
 class MaskedLinear(PyroModule):
     r"""``y = x @ (W * M).T + b`` with a fixed mask ``M`` shaped ``(out, in)`` that also
     carries each row's multiplier: :math:`M_{ji} = m_{ji} / \sqrt{n_j}` (``n_j`` the
@@ -64,8 +65,8 @@ class MaskedMLP(PyroModule):
     """A DAG-masked MADE returning the raw corrections ``(mu, rho)``, ``out`` features each.
 
     The last mask has ``2 * out`` rows (location rows, then scale rows). ``skip`` masks the
-    direct input-to-output connections. The direct connections start at zero and the
-    output layer almost at zero, so at initialization ``(mu, rho) ~ 0``: the guide adds ``mu`` to the free
+    direct input-to-output connections. The direct connections and the output layer start
+    at zero, so at initialization ``(mu, rho) == 0``: the guide adds ``mu`` to the free
     locations and ``rho`` (bounded) to the free log-scales.
     """
 
