@@ -165,6 +165,14 @@ class GuideStructure:
         """Latent sites in sampling order."""
         return tuple(n for g in self.groups for gen in g.generations for n in gen)
 
+    def roots(self) -> frozenset[str]:
+        """Latents with no latent inverse parents: given the observations their guide
+        conditional is their marginal, so their quantiles are exact."""
+        latent = set(self.latents)
+        return frozenset(
+            v for v in latent if not any(u in latent for u in self.inverse.predecessors(v))
+        )
+
 
 def model_plates(graph: ModelGraph) -> tuple[PlateInfo, ...]:
     """The model's plates, outermost (most negative dim) first, one per name."""

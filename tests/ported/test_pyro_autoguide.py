@@ -389,6 +389,12 @@ def test_quantiles(auto_class, Elbo):
         pyro.sample("z", dist.Beta(2.0, 2.0).expand([2]).to_event(1))
         pyro.sample("x", dist.Normal(0.0, 1.0))
 
+    if auto_class is AutoFaithfulMADE_full:
+        pytest.skip(
+            "structure='full' links these latents through a network: their marginals are "
+            "not their conditionals, so quantiles are Monte Carlo and the median (the "
+            "conditional-median path) need not equal the marginal median"
+        )
     guide = auto_class(model)
     optim = Adam({"lr": 0.05, "betas": (0.8, 0.99)})
     elbo = Elbo(strict_enumeration_warning=False, num_particles=100, vectorize_particles=True)

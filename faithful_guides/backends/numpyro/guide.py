@@ -32,7 +32,11 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
-from numpyro.distributions.transforms import ComposeTransform, ReshapeTransform
+from numpyro.distributions.transforms import (
+    ComposeTransform,
+    IndependentTransform,
+    ReshapeTransform,
+)
 from numpyro.infer.autoguide import AutoGuide
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import helpful_support_errors
@@ -338,13 +342,44 @@ class FaithfulGuide(AutoGuide):
     def quantiles(
         self, params: dict[str, Any], quantiles: Any, *args: Any, num_samples: int = 1000, **kwargs
     ) -> dict[str, Array]:
-        """Monte Carlo quantiles (``num_samples`` draws), shaped ``(len(quantiles), ...)``."""
+        """Quantiles ``(len(quantiles), ...)`` of each latent's marginal (and of the
+        deterministic sites): exact for latents with no latent parents and an elementwise
+        support transform, Monte Carlo (``num_samples`` draws) for the others."""
         draws = self.sample_posterior(
             jax.random.PRNGKey(0), params, *args, sample_shape=(num_samples,), **kwargs
         )
         q = jnp.asarray(quantiles)
-        latent = set(self._graph.latent)
-        return {k: jnp.quantile(v, q, axis=0) for k, v in draws.items() if k in latent}
+        out = {k: jnp.quantile(v, q, axis=0) for k, v in draws.items()}
+        out.update(self._exact_quantiles(params, q, args, kwargs))
+        return out
+
+    def _exact_quantiles(
+        self, params: dict[str, Any], q: Array, args: Any, kwargs: dict[str, Any]
+    ) -> dict[str, Array]:
+        given = kwargs.pop("observations", None)
+        args, kwargs = self._defaults(args, kwargs)
+        record: dict[str, tuple[Array, Array, Array | None, Any]] = {}
+
+        def run() -> None:
+            ps = self._params()
+            plates, feats = self._inputs(ps, args, kwargs, given)
+            self._sample(ps, feats, plates, median=True)
+
+        self._record = record
+        try:
+            with handlers.block():
+                handlers.seed(handlers.substitute(run, data=params), rng_seed=0)()
+        finally:
+            self._record = None
+        z = jax.scipy.stats.norm.ppf(q)
+        out = {}
+        for name in self.structure.roots():
+            if name not in record or not _elementwise(record[name][3]):
+                continue
+            loc, scale, unit, t = record[name]
+            sd = scale if unit is None else jnp.sqrt(((unit * scale[..., None, :]) ** 2).sum(-1))
+            out[name] = t(loc + z.reshape((-1,) + (1,) * loc.ndim) * sd)
+        return out
 
     def log_prob(
         self, params: dict[str, Any], latents: Mapping[str, Array], *args: Any, **kwargs: Any
@@ -517,6 +552,11 @@ class FaithfulGuide(AutoGuide):
         if median:
             u = loc_b
             value = t(u)
+            if getattr(self, "_record", None) is not None:  # exact quantiles
+                unit = None
+                if joint:
+                    unit = unit_lower(params[f"{self.prefix}_{name}_coupling"])
+                self._record[name] = (u, scale_b, unit, t)
         else:
             if joint:
                 c = unit_lower(params[f"{self.prefix}_{name}_coupling"])
@@ -530,6 +570,19 @@ class FaithfulGuide(AutoGuide):
         if e > 0 and pad > 0 and all(s == 1 for s in u.shape[e - pad : e]):
             u = u.reshape(tuple(u.shape[: e - pad]) + tuple(u.shape[e:]))
         return value, self._standardize(params, name, flat.to_grid(u, jnp))
+
+
+def _elementwise(transform: Any) -> bool:
+    """Whether a transform acts element by element (so quantiles commute with it)."""
+    parts = transform.parts if isinstance(transform, ComposeTransform) else [transform]
+    for t in parts:
+        if isinstance(t, ReshapeTransform):
+            continue
+        while isinstance(t, IndependentTransform):
+            t = t.base_transform
+        if t.domain.event_dim != 0:
+            return False
+    return True
 
 
 class _FixedLatents(Messenger):

@@ -44,7 +44,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 from torch.distributions import biject_to
-from torch.distributions.transforms import ReshapeTransform
+from torch.distributions.transforms import IndependentTransform, ReshapeTransform
 
 from faithful_guides.autoguides.defaults import LOG_SCALE_BOUND, MAX_JOINT, STANDARDIZE_DRAWS
 from faithful_guides.autoguides.errors import (
@@ -107,7 +107,9 @@ class FaithfulGuide(AutoGuide):
 
     # ------------------------------------------------------------------ set-up
     def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
-        with poutine.block():  # the tracer's runs stay out of any outer trace
+        # the tracer's runs stay out of any outer trace and leave the RNG as they found it,
+        # so init_to_sample draws what it would draw for AutoNormal
+        with poutine.block(), torch.random.fork_rng(devices=[]):
             graph = trace_model(self._raw_model[0], *args, **kwargs)  # raises first
         super()._setup_prototype(*args, **kwargs)
         self.graph = graph
@@ -306,7 +308,10 @@ class FaithfulGuide(AutoGuide):
     def quantiles(
         self, quantiles: Sequence[float] | torch.Tensor, *args: Any, **kwargs: Any
     ) -> dict[str, torch.Tensor]:
-        """Monte Carlo quantiles (``num_samples=1000`` draws), ``(len(quantiles), *shape)``."""
+        """Quantiles ``(len(quantiles), *shape)`` of each latent's marginal: exact for
+        latents with no latent parents and an elementwise support transform (their
+        conditional is their marginal), Monte Carlo (``num_samples=1000`` draws) for the
+        others, whose marginals mix their conditionals over their parents."""
         num = int(kwargs.pop("num_samples", 1000))
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
@@ -318,6 +323,29 @@ class FaithfulGuide(AutoGuide):
             k = len(self.graph.sites[n].shape)
             v = v.expand(num, *v.shape[1:]) if v.shape[0] == 1 else v
             out[n] = torch.quantile(v.reshape(num, *v.shape[v.dim() - k :]), q, dim=0)
+        out.update(self._exact_quantiles(q, args, kwargs))
+        return out
+
+    def _exact_quantiles(
+        self, q: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        observations = kwargs.pop("observations", None)
+        self.__dict__["_record"] = record = {}
+        try:
+            with poutine.block():
+                plates, feats = self._inputs(args, kwargs, observations)
+                self._sample(feats, plates, median=True)
+        finally:
+            self.__dict__["_record"] = None
+        z = dist.Normal(0.0, 1.0).icdf(q)
+        out = {}
+        for name in self.structure.roots():
+            if name not in record or not _elementwise(self._transforms[name]):
+                continue
+            loc, scale, unit = record[name]
+            sd = scale if unit is None else (unit * scale.unsqueeze(-2)).pow(2).sum(-1).sqrt()
+            u = loc + z.reshape((-1,) + (1,) * loc.dim()) * sd
+            out[name] = self._transforms[name](u)
         return out
 
     def log_prob(
@@ -510,6 +538,13 @@ class FaithfulGuide(AutoGuide):
         if median:
             u = loc_b.detach()  # (a reshape to the same shape may hand back the parameter)
             value = transform(u)
+            record = self.__dict__.get("_record")
+            if record is not None:  # exact quantiles of the conditional
+                unit = None
+                if joint:
+                    raw = getattr(self._couplings, attr_name(name)).detach()
+                    unit = raw.tril(-1) + torch.eye(lay.features, dtype=loc.dtype)
+                record[name] = (u, scale_b.detach(), unit)
         else:
             if joint:
                 raw = getattr(self._couplings, attr_name(name))
@@ -551,6 +586,19 @@ class _FixedLatents(Messenger):
         shape = t.inverse_shape(fn.shape())
         msg["value"] = t(torch.zeros(shape, dtype=torch.get_default_dtype()))
         msg["done"] = True
+
+
+def _elementwise(transform: Any) -> bool:
+    """Whether a site transform acts element by element (so quantiles commute with it)."""
+    parts = getattr(transform, "_parts", [transform])
+    for t in parts:
+        if isinstance(t, ReshapeTransform):
+            continue
+        while isinstance(t, IndependentTransform):
+            t = t.base_transform
+        if t.domain.event_dim != 0:
+            return False
+    return True
 
 
 def _tensor_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[Any, torch.Tensor]:
