@@ -46,16 +46,21 @@ __all__ = [
 ]
 
 
-def row_multipliers(mask: np.ndarray, *, output: bool = False) -> np.ndarray:
-    r"""The float mask of a masked layer: ``mask`` times each row's multiplier,
-    :math:`1/\sqrt{n_j}` for hidden and direct layers and :math:`1/n_j` for the output layer
-    (``n_j``: the inputs row ``j`` may see, at least 1). With raw weights of unit scale, the
-    layer then starts as a fan-in-scaled layer, and one optimizer step of size ``lr`` on the
-    raw weights moves an output by about ``lr`` times a typical hidden unit (see
-    :class:`MadeGroup`)."""
+def row_multipliers(mask: np.ndarray, *, kind: str = "hidden") -> np.ndarray:
+    r"""The float mask of a masked layer: ``mask`` times each row's multiplier.
+
+    * ``"hidden"``: :math:`1/\sqrt{n_j}` (``n_j``: the inputs row ``j`` may see, at least 1):
+      with raw weights of unit scale the layer starts fan-in scaled;
+    * ``"output"``: :math:`1/n_j`: one optimizer step of size ``lr`` on the raw weights moves
+      an output by about ``lr`` times a typical hidden unit;
+    * ``"direct"``: 1: a direct weight is the coefficient of a standardized parent in the
+      location, learned at the optimizer's pace (as the entries of
+      ``AutoMultivariateNormal``'s Cholesky factor are).
+    """
     mask = np.asarray(mask, dtype=bool)
     n = np.maximum(mask.sum(axis=1, keepdims=True), 1).astype(np.float64)
-    return (mask / (n if output else np.sqrt(n))).astype(np.float32)
+    scale = {"hidden": np.sqrt(n), "output": n, "direct": np.ones_like(n)}[kind]
+    return (mask / scale).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -183,9 +188,14 @@ def build_made_plan(structure: GuideStructure, *, hidden: Sequence[int] | None =
     for g in structure.groups:
         allowed = list(g.allowed) + list(g.allowed)
         masks = made_masks(g.in_size, allowed, hidden)
+        own = {i for b in g.inputs if b.name in set(g.latents) for i in range(*_span(b))}
         skip = np.zeros((2 * g.out_size, g.in_size), dtype=bool)
         for j, seen in enumerate(allowed):
-            skip[j, sorted(seen)] = True
+            # the log-scales read the group's own latents only through the hidden layers:
+            # a direct link would make every scale log-linear in its parents' draws, which
+            # no Gaussian posterior needs and which makes the gradients noisy
+            cols = seen - own if j >= g.out_size else seen
+            skip[j, sorted(cols)] = True
         groups.append(MadeGroup(g, tuple(masks), skip))
     return MadePlan(structure, tuple(groups))
 

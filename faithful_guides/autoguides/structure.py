@@ -190,6 +190,7 @@ def build_structure(
     structure: str = "nami",
     summary_dim: int = 16,
     covariates: tuple[Covariate, ...] = (),
+    amortize_subsampled: bool = False,
     guide_name: str = "AutoFaithfulMADE",
 ) -> GuideStructure:
     """Group, order and wire the latents of ``graph`` (see the module docstring).
@@ -200,6 +201,10 @@ def build_structure(
         structure: ``"nami"``, ``"heuristic"`` or ``"full"`` (:func:`~faithful_guides.invert`).
         summary_dim: width of each summary's learned embedding.
         covariates: the model arguments used as inputs.
+        amortize_subsampled: whether globals read summaries of subsampled plates too. Off
+            for fitting one data set by minibatches (a minibatch summary would make the
+            global's posterior the minibatch's); on for amortized training across data
+            sets (``ForwardKL``, banks of simulations), where each minibatch is data.
         guide_name: named in errors.
     """
     if structure not in STRUCTURES:
@@ -208,7 +213,7 @@ def build_structure(
     inverse = graph.invert(method=structure)
     order = {n: s.order for n, s in graph.sites.items()}
     member = {n: layouts[n].in_plate for n in graph.sites}
-    subsampled = tuple(p.subsampled for p in plates)
+    subsampled = tuple(p.subsampled and not amortize_subsampled for p in plates)
     by_group: dict[tuple[bool, ...], list[str]] = {}
     for v in graph.latent:
         by_group.setdefault(member[v], []).append(v)

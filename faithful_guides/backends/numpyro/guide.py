@@ -40,20 +40,18 @@ from numpyro.distributions.transforms import (
 from numpyro.infer.autoguide import AutoGuide
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import helpful_support_errors
-from numpyro.primitives import Messenger
 
 from faithful_guides.autoguides.defaults import LOG_SCALE_BOUND, MAX_JOINT, STANDARDIZE_DRAWS
 from faithful_guides.autoguides.errors import (
-    missing_observation,
     no_bijection_error,
-    observed_shape_error,
 )
 from faithful_guides.autoguides.inputs import find_covariates, robust_stats
 from faithful_guides.autoguides.layout import SiteLayout
 from faithful_guides.autoguides.options import check_options
 from faithful_guides.autoguides.structure import GuideStructure, build_structure, model_plates
 from faithful_guides.backends.numpyro.forward_kl import _Uncondition
-from faithful_guides.backends.numpyro.nets import Packed, init_mlp, mlp_forward, unit_lower
+from faithful_guides.backends.numpyro.inputs import GuideInputs, _array_args
+from faithful_guides.backends.numpyro.nets import Packed, init_mlp, unit_lower
 from faithful_guides.backends.numpyro.tracer import trace_model
 from faithful_guides.graph.model_graph import ModelGraph
 
@@ -62,7 +60,7 @@ __all__ = ["FaithfulGuide"]
 Array = jax.Array
 
 
-class FaithfulGuide(AutoGuide):
+class FaithfulGuide(GuideInputs, AutoGuide):
     """Base class of the faithful guides (see the module docstring).
 
     Args:
@@ -73,6 +71,8 @@ class FaithfulGuide(AutoGuide):
         init_loc_fn: per-site initialization, as in ``AutoNormal``.
         init_scale: initial scale of every latent in unconstrained space.
         create_plates: as in ``AutoNormal`` (subsampling).
+        amortize_subsampled: whether global latents read summaries of subsampled plates
+            (see the Pyro guide; off by default).
         prefix: prefix of the parameter names.
         forward_mode_differentiation: as in NumPyro's ``AutoGuide`` (set-up only).
     """
@@ -87,6 +87,7 @@ class FaithfulGuide(AutoGuide):
         init_loc_fn: Callable[..., Any] = init_to_uniform,
         init_scale: float = 0.1,
         create_plates: Callable[..., Any] | None = None,
+        amortize_subsampled: bool = False,
         prefix: str = "auto",
         forward_mode_differentiation: bool = False,
     ) -> None:
@@ -97,6 +98,7 @@ class FaithfulGuide(AutoGuide):
             structure=structure,
         )
         self.structure_name = structure
+        self.amortize_subsampled = bool(amortize_subsampled)
         self.structure: GuideStructure | None = None
         super().__init__(
             model,
@@ -139,6 +141,7 @@ class FaithfulGuide(AutoGuide):
             structure=self.structure_name,
             summary_dim=self.summary_dim,
             covariates=covs,
+            amortize_subsampled=self.amortize_subsampled,
             guide_name=type(self).__name__,
         )
         key = numpyro.prng_key()
@@ -401,95 +404,6 @@ class FaithfulGuide(AutoGuide):
         """The traced :class:`~faithful_guides.ModelGraph` of the model."""
         return self._graph
 
-    # ------------------------------------------------------------------ inputs
-    def _inputs(
-        self, params: Mapping[str, Array], args: Any, kwargs: Any, given: Mapping | None
-    ) -> tuple[dict[str, Any], dict[str, Array]]:
-        if self.create_plates is not None:
-            plates = self._create_plates(*args, **kwargs)
-            tr = self._hidden_run(args, kwargs, plates)
-        else:  # sizes of this call, from the model itself
-            tr = self._hidden_run(args, kwargs, {})
-            plates = {}
-            for p in self._plates:
-                size, sub = tr[p.name]["args"] if p.name in tr else (p.size, p.subsample_size)
-                plates[p.name] = numpyro.plate(p.name, size, subsample_size=sub, dim=p.dim)
-            if any(p.subsample_size < p.size for p in plates.values()):
-                tr = self._hidden_run(args, kwargs, plates)  # the guide's rows
-        feats: dict[str, Array] = {}
-        for n in self._graph.observed:
-            feats[n] = self._observed(params, n, tr.get(n), given)
-        self._covariates(params, feats, plates, args, kwargs)
-        self._summaries(params, feats)
-        return plates, feats
-
-    def _hidden_run(self, args: Any, kwargs: Any, plates: Mapping[str, Any]) -> dict[str, Any]:
-        """A run of the model that replays ``plates``' rows, with latents at a fixed point
-        (only observations and plate sizes are read)."""
-        rows = {n: {"name": n, "type": "plate", "value": p._indices} for n, p in plates.items()}
-        with handlers.block():
-            run = handlers.replay(handlers.seed(_FixedLatents(self.model), rng_seed=0), trace=rows)
-            return handlers.trace(run).get_trace(*args, **kwargs)
-
-    def _standardize(self, params: Mapping[str, Array], name: str, grid: Array) -> Array:
-        base = f"{self.prefix}_input[{name}]"
-        return (grid - params[base + "_center"]) / params[base + "_scale"]
-
-    def _observed(
-        self, params: Mapping[str, Array], name: str, site: Any, given: Mapping | None
-    ) -> Array:
-        value = given.get(name) if given else None
-        if value is None and site is not None and site["is_observed"]:
-            value = site["value"]
-        if value is None:
-            setup = self._setup_obs[name]
-            if site is not None:
-                now = self.layouts[name].to_grid(jnp.zeros(tuple(site["fn"].shape())), jnp)
-                if now.shape != setup.shape:
-                    found = "a latent site"
-                    raise missing_observation(name, found, type(self).__name__)
-            return setup
-        value = jnp.asarray(value, dtype=jnp.result_type(float))
-        shape = tuple(site["fn"].shape()) if site is not None else self.layouts[name].shape
-        try:
-            value = jnp.broadcast_to(value, shape)
-        except ValueError:
-            raise observed_shape_error(name, value.shape, shape, type(self).__name__) from None
-        return self._standardize(params, name, self.layouts[name].to_grid(value, jnp))
-
-    def _covariates(
-        self, params: Mapping[str, Array], feats: dict, plates: Any, args: Any, kwargs: Any
-    ) -> None:
-        values, k = _array_args(args, kwargs), len(self._plates)
-        for c in self.structure.covariates:
-            value = values.get(c.key)
-            if value is None:
-                value = _array_args(*self._args)[c.key]
-            value = jnp.asarray(value, dtype=jnp.result_type(float))
-            if any(c.in_plate):
-                i = c.in_plate.index(True)
-                plate = plates[self._plates[i].name]
-                if value.shape[0] == plate.size and plate.subsample_size < plate.size:
-                    value = value[plate._indices]
-                shape = [1] * k + [c.features]
-                shape[i] = value.shape[0]
-                grid = value.reshape(shape)
-            else:
-                grid = value.reshape([1] * k + [c.features])
-            feats[c.name] = self._standardize(params, c.name, grid)
-
-    def _summaries(self, params: Mapping[str, Array], feats: dict[str, Array]) -> None:
-        k = len(self._plates)
-        for s in self.structure.summaries:
-            rows = _cat([feats[s.site], *(feats[c] for c in s.covariates)])
-            dims = tuple(i - k - 1 for i in s.reduce)
-            net = self._summary_packs[s.name].unpack(params[f"{self.prefix}_{s.name}"])
-            mean = rows.mean(dims, keepdims=True)
-            count = math.prod(rows.shape[d] for d in dims)
-            n = jnp.full((*mean.shape[:-1], 1), math.log(count / s.setup_count))
-            embedded = mlp_forward(net, rows).mean(dims, keepdims=True)
-            feats[s.name] = _cat([mean, embedded, n])
-
     # ------------------------------------------------------------------ emission
     def _group_plates(self, in_plate: tuple[bool, ...], plates: Mapping[str, Any]) -> Any:
         stack = contextlib.ExitStack()
@@ -583,38 +497,3 @@ def _elementwise(transform: Any) -> bool:
         if t.domain.event_dim != 0:
             return False
     return True
-
-
-class _FixedLatents(Messenger):
-    """Latent draws replaced by a fixed point of their support (``biject_to(support)(0)``):
-    hidden model runs need no random numbers, and ``ImproperUniform`` latents need none."""
-
-    def process_message(self, msg: dict[str, Any]) -> None:
-        if msg["type"] != "sample" or msg["is_observed"] or msg.get("value") is not None:
-            return
-        fn = msg["fn"]
-        try:
-            t = dist.biject_to(fn.support)
-        except NotImplementedError:
-            return
-        shape = tuple(fn.shape(msg["kwargs"].get("sample_shape", ())))
-        msg["value"] = t(jnp.zeros(t.inverse_shape(shape)))
-
-
-def _array_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[Any, Any]:
-    out: dict[Any, Any] = {}
-    for i, a in enumerate(args):
-        if isinstance(a, (jax.Array, np.ndarray)):
-            out[("arg", i)] = a
-    for k, v in kwargs.items():
-        if isinstance(v, (jax.Array, np.ndarray)):
-            out[("kwarg", k)] = v
-    return out
-
-
-def _cat(parts: Sequence[Array]) -> Array:
-    """Concatenate feature blocks on the last dim, broadcasting their other dims."""
-    if len(parts) == 1:
-        return parts[0]
-    batch = jnp.broadcast_shapes(*(p.shape[:-1] for p in parts))
-    return jnp.concatenate([jnp.broadcast_to(p, (*batch, p.shape[-1])) for p in parts], -1)

@@ -22,7 +22,8 @@ from typing import Any
 import jax
 
 from faithful_guides.autoguides.made_plan import MadeGroup, MadePlan, build_made_plan
-from faithful_guides.backends.numpyro.guide import FaithfulGuide, _cat
+from faithful_guides.backends.numpyro.guide import FaithfulGuide
+from faithful_guides.backends.numpyro.inputs import _cat
 from faithful_guides.backends.numpyro.nets import MadeSteps, Packed, init_made, made_forward
 
 __all__ = ["AutoFaithfulMADE"]
@@ -42,6 +43,8 @@ class AutoFaithfulMADE(FaithfulGuide):
         summary_dim: embedding width of each plate summary.
         init_loc_fn: per-site init strategy, as in ``AutoNormal``.
         init_scale: initial scale of every unconstrained site.
+        amortize_subsampled: whether globals read summaries of subsampled plates (off: fit
+            one data set by minibatches; on: amortized training across data sets).
         create_plates: as in :class:`numpyro.infer.autoguide.AutoNormal` (subsampling).
         prefix: prefix of the parameter names.
 

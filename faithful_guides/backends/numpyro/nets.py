@@ -58,8 +58,8 @@ def made_multipliers(masks: Sequence[np.ndarray], skip: np.ndarray) -> list[np.n
     :func:`~faithful_guides.autoguides.made_plan.row_multipliers`): the hidden layers', the
     output layer's, then the direct connections'."""
     *hidden, last = masks
-    out = [row_multipliers(m) for m in hidden] + [row_multipliers(last, output=True)]
-    return [*out, row_multipliers(skip)]
+    out = [row_multipliers(m) for m in hidden] + [row_multipliers(last, kind="output")]
+    return [*out, row_multipliers(skip, kind="direct")]
 
 
 def made_forward(

@@ -32,7 +32,8 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from faithful_guides.autoguides.made_plan import MadeGroup, MadePlan, build_made_plan
-from faithful_guides.backends.pyro.guide import FaithfulGuide, _cat
+from faithful_guides.backends.pyro.guide import FaithfulGuide
+from faithful_guides.backends.pyro.inputs import _cat
 from faithful_guides.backends.pyro.nets import MaskedMLP
 
 __all__ = ["AutoFaithfulMADE"]
@@ -59,6 +60,8 @@ class AutoFaithfulMADE(FaithfulGuide):
         summary_dim: width of each plate summary embedding.
         init_loc_fn: per-site initialization, as in ``AutoNormal``.
         init_scale: initial scale in unconstrained space.
+        amortize_subsampled: whether globals read summaries of subsampled plates (off: fit
+            one data set by minibatches; on: amortized training across data sets).
         create_plates: as in ``AutoNormal`` (e.g. for subsampling).
 
     Example::

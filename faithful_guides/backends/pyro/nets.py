@@ -45,14 +45,14 @@ class MaskedLinear(PyroModule):
     width: the parameterization in which a guide's location moves as AutoNormal's does.
     """
 
-    def __init__(self, mask: np.ndarray, *, output: bool = False, bias: bool = True) -> None:
+    def __init__(self, mask: np.ndarray, *, kind: str = "hidden", bias: bool = True) -> None:
         super().__init__()
         mask = np.asarray(mask, dtype=bool)
         out_f, in_f = mask.shape
-        scale = OUTPUT_INIT if output else 1.0
+        scale = {"hidden": 1.0, "output": OUTPUT_INIT, "direct": 0.0}[kind]
         self.weight = nn.Parameter(torch.randn(out_f, in_f) * scale)
         self.bias = nn.Parameter(torch.zeros(out_f)) if bias else None
-        self.register_buffer("mask", torch.as_tensor(row_multipliers(mask, output=output)))
+        self.register_buffer("mask", torch.as_tensor(row_multipliers(mask, kind=kind)))
 
     def masked_weight(self) -> torch.Tensor:
         return self.weight * self.mask.to(self.weight.dtype)
@@ -74,10 +74,8 @@ class MaskedMLP(PyroModule):
         super().__init__()
         *hidden, last = masks
         self.hidden = PyroModule[nn.ModuleList]([MaskedLinear(m) for m in hidden])
-        self.out = MaskedLinear(last, output=True, bias=False)
-        self.skip = MaskedLinear(skip, bias=False)
-        with torch.no_grad():
-            self.skip.weight.zero_()
+        self.out = MaskedLinear(last, kind="output", bias=False)
+        self.skip = MaskedLinear(skip, kind="direct", bias=False)
         self.out_size = last.shape[0] // 2
         self.width = int(masks[0].shape[0])  # of the first hidden layer
 
