@@ -53,13 +53,16 @@ def row_multipliers(mask: np.ndarray, *, kind: str = "hidden") -> np.ndarray:
       with raw weights of unit scale the layer starts fan-in scaled;
     * ``"output"``: :math:`1/n_j`: one optimizer step of size ``lr`` on the raw weights moves
       an output by about ``lr`` times a typical hidden unit;
-    * ``"direct"``: 1: a direct weight is the coefficient of a standardized parent in the
-      location, learned at the optimizer's pace (as the entries of
-      ``AutoMultivariateNormal``'s Cholesky factor are).
+    * ``"direct"``: :math:`\min(1, 2/\sqrt{n_j})`: up to four inputs, a direct weight is the
+      coefficient of a standardized parent, learned at the optimizer's pace (as the
+      entries of ``AutoMultivariateNormal``'s Cholesky factor are); a wider row (a long
+      observed vector) is fan-in scaled, so that one step cannot move its output by
+      ``lr`` times every input at once.
     """
     mask = np.asarray(mask, dtype=bool)
     n = np.maximum(mask.sum(axis=1, keepdims=True), 1).astype(np.float64)
-    scale = {"hidden": np.sqrt(n), "output": n, "direct": np.ones_like(n)}[kind]
+    direct = np.maximum(np.sqrt(n) / 2, 1.0)
+    scale = {"hidden": np.sqrt(n), "output": n, "direct": direct}[kind]
     return (mask / scale).astype(np.float32)
 
 
@@ -185,16 +188,22 @@ def build_made_plan(structure: GuideStructure, *, hidden: Sequence[int] | None =
     (default :func:`~faithful_guides.autoguides.defaults.default_hidden`)."""
     hidden = tuple(hidden) if hidden else default_hidden(widest_input(structure))
     groups = []
+    summaries = {s.name: s for s in structure.summaries}
     for g in structure.groups:
         allowed = list(g.allowed) + list(g.allowed)
         masks = made_masks(g.in_size, allowed, hidden)
         own = {i for b in g.inputs if b.name in set(g.latents) for i in range(*_span(b))}
+        embedded = set()  # a summary's learned embedding reaches outputs through hidden layers
+        for b in g.inputs:
+            if b.kind == "summary":
+                s = summaries[b.name]
+                embedded.update(range(b.offset + s.in_size, b.offset + s.in_size + s.dim))
         skip = np.zeros((2 * g.out_size, g.in_size), dtype=bool)
         for j, seen in enumerate(allowed):
             # the log-scales read the group's own latents only through the hidden layers:
             # a direct link would make every scale log-linear in its parents' draws, which
             # no Gaussian posterior needs and which makes the gradients noisy
-            cols = seen - own if j >= g.out_size else seen
+            cols = (seen - own if j >= g.out_size else seen) - embedded
             skip[j, sorted(cols)] = True
         groups.append(MadeGroup(g, tuple(masks), skip))
     return MadePlan(structure, tuple(groups))
