@@ -2,12 +2,12 @@
 
 Example:
     >>> MAX_INPUT, MAX_JOINT
-    (256, 64)
+    (64, 64)
 """
 
 from __future__ import annotations
 
-MAX_INPUT = 256
+MAX_INPUT = 64
 """Sites with more features per grid cell than this are not network inputs (a long vector
 site would make every reader's first layer as wide as itself); the readers' free
 parameters carry what they would have said."""
