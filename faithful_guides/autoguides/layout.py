@@ -124,6 +124,16 @@ class SiteLayout:
         shape = (*self.shape[: self.batch_ndim], self.features)
         return SiteLayout(self.name, shape, self.batch_ndim, self.plate_dims, self.in_plate)
 
+    def unpadded_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A value shape without the size-1 dims a particle plate pads onto a site that has
+        fewer batch dims than the plates' nesting (``shape`` itself otherwise), so that
+        :meth:`to_grid` sees the particle dims as extra dims."""
+        e = len(shape) - len(self.shape)
+        pad = self.nesting - self.batch_ndim
+        if e > 0 and pad > 0 and all(s == 1 for s in shape[e - pad : e]):
+            return tuple(shape[: e - pad]) + tuple(shape[e:])
+        return tuple(shape)
+
     def grid_shape(self, sizes: tuple[int, ...]) -> tuple[int, ...]:
         """The site's grid axes for plate sizes ``sizes`` (1 where it is not in a plate)."""
         return tuple(s if inside else 1 for s, inside in zip(sizes, self.in_plate, strict=True))

@@ -479,10 +479,7 @@ class FaithfulGuide(GuideInputs, AutoGuide):
                 base = dist.Normal(loc_b, scale_b).to_event(len(lay.event))
             value = numpyro.sample(name, dist.TransformedDistribution(base, t))
             u = t.inv(value)
-        e = u.ndim - len(flat.shape)
-        pad = flat.nesting - flat.batch_ndim
-        if e > 0 and pad > 0 and all(s == 1 for s in u.shape[e - pad : e]):
-            u = u.reshape(tuple(u.shape[: e - pad]) + tuple(u.shape[e:]))
+        u = u.reshape(flat.unpadded_shape(tuple(u.shape)))
         return value, self._standardize(params, name, flat.to_grid(u, jnp))
 
 

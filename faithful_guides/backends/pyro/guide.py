@@ -228,7 +228,8 @@ class FaithfulGuide(GuideInputs, AutoGuide):
         tr = self._setup_trace.nodes
         for n in self.graph.observed:
             v = tr[n]["value"].detach().to(torch.get_default_dtype())
-            self._setup_obs[n] = self._standardize(n, v.expand(tr[n]["fn"].shape()))
+            grid = self.layouts[n].to_grid(v.expand(tr[n]["fn"].shape()), torch)
+            self._setup_obs[n] = self._standardize(n, grid)
 
     def _stat(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed center and scale of a site's or covariate's features."""
@@ -238,11 +239,10 @@ class FaithfulGuide(GuideInputs, AutoGuide):
         base = attr_name(name)
         return stats[base + "_center"], stats[base + "_scale"]
 
-    def _standardize(self, name: str, value: torch.Tensor, covariate: bool = False) -> torch.Tensor:
+    def _standardize(self, name: str, grid: torch.Tensor) -> torch.Tensor:
+        """Grid features of a site or covariate in units of its fixed statistics."""
         center, scale = self._stat(name)
-        if covariate:
-            return (value - center) / scale
-        return (self.layouts[name].to_grid(value, torch) - center) / scale
+        return (grid - center) / scale
 
     def _free_parameters(self) -> None:
         """``locs`` and ``log_scales`` per latent: shared by the rows of its plates, or per
@@ -440,20 +440,8 @@ class FaithfulGuide(GuideInputs, AutoGuide):
                 base = dist.Normal(loc_b, scale_b).to_event(len(lay.event))
             value = pyro.sample(name, dist.TransformedDistribution(base, [transform]))
             u = transform.inv(value)
-        u = self._pad_particles(flat, u)
-        return value, self._standardize_latent(name, flat.to_grid(u, torch))
-
-    def _pad_particles(self, lay: SiteLayout, u: torch.Tensor) -> torch.Tensor:
-        """Drop the size-1 dims a particle plate padded onto a site with few batch dims."""
-        e = u.dim() - len(lay.shape)
-        pad = lay.nesting - lay.batch_ndim
-        if e > 0 and pad > 0 and all(s == 1 for s in u.shape[e - pad : e]):
-            u = u.reshape(tuple(u.shape[: e - pad]) + tuple(u.shape[e:]))
-        return u
-
-    def _standardize_latent(self, name: str, grid: torch.Tensor) -> torch.Tensor:
-        center, scale = self._stat(name)
-        return (grid - center) / scale
+        u = u.reshape(flat.unpadded_shape(tuple(u.shape)))
+        return value, self._standardize(name, flat.to_grid(u, torch))
 
 
 def _elementwise(transform: Any) -> bool:

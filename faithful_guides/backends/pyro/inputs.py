@@ -100,7 +100,7 @@ class GuideInputs:
                 raise observed_shape_error(
                     n, tuple(value.shape), expected, type(self).__name__
                 ) from None
-            feats[n] = self._standardize(n, value)
+            feats[n] = self._standardize(n, self.layouts[n].to_grid(value, torch))
         return sizes, feats
 
     def _fallback(self, name: str, site: Any) -> torch.Tensor:
@@ -134,7 +134,7 @@ class GuideInputs:
                 grid = rows.reshape(shape)
             else:
                 grid = value.reshape([1] * k + [c.features])
-            feats[c.name] = self._standardize(c.name, grid, covariate=True)
+            feats[c.name] = self._standardize(c.name, grid)
 
     def _summaries(self, feats: dict[str, torch.Tensor]) -> None:
         k = len(self._plates)
