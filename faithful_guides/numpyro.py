@@ -5,6 +5,8 @@ Example:
 """
 
 from faithful_guides.backends.numpyro.forward_kl import ForwardKL as ForwardKL
+from faithful_guides.backends.numpyro.iterative import AutoIterative as AutoIterative
+from faithful_guides.backends.numpyro.iterative import IterativeELBO as IterativeELBO
 from faithful_guides.backends.numpyro.made import AutoFaithfulMADE as AutoFaithfulMADE
 from faithful_guides.backends.numpyro.tracer import trace_model as trace_model
 from faithful_guides.backends.numpyro.training import fit as fit
@@ -15,8 +17,10 @@ from faithful_guides.training import SimulationBank as SimulationBank
 
 __all__ = [
     "AutoFaithfulMADE",
+    "AutoIterative",
     "FitResult",
     "ForwardKL",
+    "IterativeELBO",
     "SimulationBank",
     "fit",
     "fit_bank",

@@ -5,6 +5,8 @@ Example:
 """
 
 from faithful_guides.backends.pyro.forward_kl import ForwardKL as ForwardKL
+from faithful_guides.backends.pyro.iterative import AutoIterative as AutoIterative
+from faithful_guides.backends.pyro.iterative import IterativeELBO as IterativeELBO
 from faithful_guides.backends.pyro.made import AutoFaithfulMADE as AutoFaithfulMADE
 from faithful_guides.backends.pyro.tracer import trace_model as trace_model
 from faithful_guides.backends.pyro.training import fit as fit
@@ -15,8 +17,10 @@ from faithful_guides.training import SimulationBank as SimulationBank
 
 __all__ = [
     "AutoFaithfulMADE",
+    "AutoIterative",
     "FitResult",
     "ForwardKL",
+    "IterativeELBO",
     "SimulationBank",
     "fit",
     "fit_bank",

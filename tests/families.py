@@ -11,4 +11,5 @@ Example:
 
 FAMILIES: dict[str, str] = {
     "made": "AutoFaithfulMADE",
+    "iterative": "AutoIterative",
 }

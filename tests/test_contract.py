@@ -311,9 +311,16 @@ def test_bad_options(host: GuideHost, options: dict[str, Any], match: str) -> No
 
 # ------------------------------------------------------------------------------ Pyro only
 def test_pyro_jit_trace_elbo(pyro_host: GuideHost) -> None:
+    """JitTrace_ELBO trains; AutoIterative's inner gradient, which torch.jit.trace cannot
+    record, is refused with a clear error (its error-driven updates trace)."""
     h = pyro_host
     model, args, kwargs = h.spec("eight_schools")
-    fit = h.train(model, h.guide(model), args, kwargs, 40, elbo=h.elbo("jit"))
+    options = {}
+    if h.family == "iterative":
+        with pytest.raises(ValueError, match=r"torch.jit.trace \(JitTrace_ELBO\) cannot"):
+            h.train(model, h.guide(model), args, kwargs, 2, elbo=h.elbo("jit"))
+        options = {"inputs": "error"}
+    fit = h.train(model, h.guide(model, **options), args, kwargs, 40, elbo=h.elbo("jit"))
     assert np.isfinite(fit.losses).all()
 
 

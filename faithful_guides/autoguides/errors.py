@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "jit_gradient_error",
     "missing_observation",
     "no_bijection_error",
     "non_finite_error",
@@ -64,4 +65,14 @@ def non_finite_error(what: str, sites: Sequence[str], guide_name: str) -> Floati
     return FloatingPointError(
         f"{guide_name}: {what} is not finite at site(s) {shown}. Lower the learning rate, "
         "check the scale of the data and of init_loc_fn, or use a smaller init_scale."
+    )
+
+
+def jit_gradient_error(guide_name: str) -> ValueError:
+    """An inner ``torch.autograd.grad`` under ``torch.jit.trace`` (Pyro's JitTrace_ELBO)."""
+    return ValueError(
+        f"{guide_name}(inputs='gradient') takes torch.autograd.grad of the model inside the "
+        "guide, which torch.jit.trace (JitTrace_ELBO) cannot record. Train it with "
+        "Trace_ELBO or IterativeELBO, or use inputs='error' (no inner gradient), which "
+        "JitTrace_ELBO traces."
     )

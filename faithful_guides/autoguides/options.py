@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from faithful_guides.autoguides.errors import unknown_structure_error
 from faithful_guides.autoguides.structure import STRUCTURES
 
-__all__ = ["check_options"]
+__all__ = ["check_iterative_options", "check_options"]
 
 
 def check_options(
@@ -54,3 +54,29 @@ def check_options(
 
 def _positive_int(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 1
+
+
+def check_iterative_options(
+    *, num_steps: int, inputs: str, init: str, observed_inputs: bool
+) -> tuple[int, str, str, bool]:
+    """Validate AutoIterative's own options; return them normalized.
+
+    Example:
+        >>> check_iterative_options(num_steps=5, inputs="gradient", init="prior",
+        ...                         observed_inputs=True)
+        (5, 'gradient', 'prior', True)
+    """
+    from faithful_guides.autoguides.iterative_plan import INITS, INPUT_KINDS
+
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 0:
+        raise ValueError(f"num_steps must be an int >= 0 (the refinements T), found {num_steps!r}.")
+    if inputs not in INPUT_KINDS:
+        raise ValueError(
+            f"Unknown inputs {inputs!r}: expected one of {', '.join(INPUT_KINDS)} (what the "
+            "update network reads besides the current parameters)."
+        )
+    if init not in INITS:
+        raise ValueError(f"Unknown init {init!r}: expected one of {', '.join(INITS)}.")
+    if not isinstance(observed_inputs, bool):
+        raise TypeError(f"observed_inputs must be True or False, found {observed_inputs!r}.")
+    return int(num_steps), inputs, init, observed_inputs

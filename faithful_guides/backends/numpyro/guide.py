@@ -274,6 +274,10 @@ class FaithfulGuide(GuideInputs, AutoGuide):
     ) -> dict[str, Array]:  # pragma: no cover
         raise TypeError(f"{type(self).__name__} must define _sample()")
 
+    def _quantile_roots(self) -> frozenset[str]:
+        """Latents whose guide conditional is their marginal (exact quantiles)."""
+        return self.structure.roots()
+
     # ------------------------------------------------------------------ calls
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Array]:
         """Sample every latent given this call's observations (``{site: value}``); also
@@ -376,7 +380,7 @@ class FaithfulGuide(GuideInputs, AutoGuide):
             self._record = None
         z = jax.scipy.stats.norm.ppf(q)
         out = {}
-        for name in self.structure.roots():
+        for name in self._quantile_roots():
             if name not in record or not _elementwise(record[name][3]):
                 continue
             loc, scale, unit, t = record[name]
@@ -438,13 +442,19 @@ class FaithfulGuide(GuideInputs, AutoGuide):
         rho: Array | None,
         plates: Any,
         median: bool,
+        *,
+        absolute: bool = False,
     ) -> tuple[Array, Array]:
-        """Sample (or take the median of) one latent; return its constrained value and
-        its standardized grid features."""
+        """Sample (or take the median of) one latent from its free parameters and the
+        family's corrections, or (``absolute``) from the location ``mu`` and log-scale
+        ``rho`` themselves; return its constrained value and standardized grid features."""
         lay = self.layouts[name]
-        loc = self._free(params, "loc", name, plates)
-        log_scale = self._free(params, "log_scale", name, plates)
-        if mu is not None:
+        if absolute:
+            loc, log_scale = mu, rho
+        else:
+            loc = self._free(params, "loc", name, plates)
+            log_scale = self._free(params, "log_scale", name, plates)
+        if mu is not None and not absolute:
             loc = loc + mu
             log_scale = log_scale + LOG_SCALE_BOUND * jnp.tanh(rho / LOG_SCALE_BOUND)
         scale = jnp.exp(log_scale)

@@ -49,6 +49,8 @@ class GuideInputs:
                 plates[p.name] = numpyro.plate(p.name, size, subsample_size=sub, dim=p.dim)
             if any(p.subsample_size < p.size for p in plates.values()):
                 tr = self._hidden_run(args, kwargs, plates)  # the guide's rows
+        self._call = (args, kwargs, given)  # for families that rerun the model
+        self._fallbacks: set[str] = set()  # observed sites read from set-up
         feats: dict[str, Array] = {}
         for n in self._graph.observed:
             feats[n] = self._observed(params, n, tr.get(n), given)
@@ -81,6 +83,7 @@ class GuideInputs:
                 if now.shape != setup.shape:
                     found = "a latent site"
                     raise missing_observation(name, found, type(self).__name__)
+            self._fallbacks.add(name)
             return setup
         value = jnp.asarray(value, dtype=jnp.result_type(float))
         shape = tuple(site["fn"].shape()) if site is not None else self.layouts[name].shape

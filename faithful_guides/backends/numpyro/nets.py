@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -37,13 +38,15 @@ __all__ = [
 Params = dict[str, jax.Array]
 
 
-def init_made(key: jax.Array, masks: Sequence[np.ndarray]) -> Params:
+def init_made(key: jax.Array, masks: Sequence[np.ndarray], *, direct: bool = True) -> Params:
     """Raw weights of a masked MLP whose last layer has ``2 * out`` rows (the ``mu`` rows,
     then the ``rho`` rows), applied through :func:`made_multipliers` (``W * M``): hidden
     raw weights standard normal, output raw weights ``OUTPUT_INIT`` times that, biases
-    and direct input-to-output weights ``S`` zero. The output layer has no bias: the
-    guide's free parameters are the offsets."""
-    params: Params = {"S": jnp.zeros((masks[-1].shape[0], masks[0].shape[1]))}
+    and direct input-to-output weights ``S`` (if ``direct``) zero. The output layer has no
+    bias: the guide's free parameters are the offsets."""
+    params: Params = {}
+    if direct:
+        params["S"] = jnp.zeros((masks[-1].shape[0], masks[0].shape[1]))
     keys = jax.random.split(key, len(masks))
     for i, (k, m) in enumerate(zip(keys, masks, strict=True)):
         last = i == len(masks) - 1
@@ -53,27 +56,28 @@ def init_made(key: jax.Array, masks: Sequence[np.ndarray]) -> Params:
     return params
 
 
-def made_multipliers(masks: Sequence[np.ndarray], skip: np.ndarray) -> list[np.ndarray]:
+def made_multipliers(masks: Sequence[np.ndarray], skip: np.ndarray | None) -> list[Any]:
     """The float masks (row multipliers folded in, see
     :func:`~faithful_guides.autoguides.made_plan.row_multipliers`): the hidden layers', the
-    output layer's, then the direct connections'."""
+    output layer's, then the direct connections' (None without them)."""
     *hidden, last = masks
     out = [row_multipliers(m) for m in hidden] + [row_multipliers(last, kind="output")]
-    return [*out, row_multipliers(skip, kind="direct")]
+    return [*out, None if skip is None else row_multipliers(skip, kind="direct")]
 
 
 def made_forward(
-    params: Params, masks: Sequence[np.ndarray], skip: np.ndarray, x: jax.Array
+    params: Params, masks: Sequence[np.ndarray], skip: np.ndarray | None, x: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """``(mu, rho)`` of the outputs for inputs ``x`` of shape ``(..., in)``: the masked
-    MLP plus the masked direct connections."""
+    MLP plus the masked direct connections (``skip``; None: none)."""
     *ms, s = made_multipliers(masks, skip)
     h = x
     for i, m in enumerate(ms):
         h = h @ (params[f"W{i}"] * m).T
         if i < len(ms) - 1:
             h = jax.nn.elu(h + params[f"b{i}"])
-    h = h + x @ (params["S"] * s).T
+    if s is not None:
+        h = h + x @ (params["S"] * s).T
     out = h.shape[-1] // 2
     return h[..., :out], h[..., out:]
 

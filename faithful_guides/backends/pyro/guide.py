@@ -288,6 +288,10 @@ class FaithfulGuide(GuideInputs, AutoGuide):
     ) -> dict[str, torch.Tensor]:  # pragma: no cover - every family overrides it
         raise TypeError(f"{type(self).__name__} must define _sample()")
 
+    def _quantile_roots(self) -> frozenset[str]:
+        """Latents whose guide conditional is their marginal (exact quantiles)."""
+        return self.structure.roots()
+
     # ------------------------------------------------------------------ calls
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Sample every latent (a dict ``{site: constrained value}``). Also accepts the
@@ -343,7 +347,7 @@ class FaithfulGuide(GuideInputs, AutoGuide):
             self.__dict__["_record"] = None
         z = dist.Normal(0.0, 1.0).icdf(q)
         out = {}
-        for name in self.structure.roots():
+        for name in self._quantile_roots():
             if name not in record or not _elementwise(self._transforms[name]):
                 continue
             loc, scale, unit = record[name]
@@ -398,14 +402,20 @@ class FaithfulGuide(GuideInputs, AutoGuide):
         rho: torch.Tensor | None,
         plates: Mapping[str, Any],
         median: bool,
+        *,
+        absolute: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample (or take the median of) one latent from its free parameters and the
-        family's corrections (grid-shaped, or None); return its constrained value and its
+        family's corrections (grid-shaped, or None), or (``absolute``) from the location
+        ``mu`` and log-scale ``rho`` themselves; return its constrained value and its
         standardized grid features."""
         lay = self.layouts[name]
-        loc = self._free("loc", name, plates)
-        log_scale = self._free("scale", name, plates)
-        if mu is not None:
+        if absolute:
+            loc, log_scale = mu, rho
+        else:
+            loc = self._free("loc", name, plates)
+            log_scale = self._free("scale", name, plates)
+        if mu is not None and not absolute:
             loc = loc + mu
             log_scale = log_scale + LOG_SCALE_BOUND * torch.tanh(rho / LOG_SCALE_BOUND)
         scale = log_scale.exp()

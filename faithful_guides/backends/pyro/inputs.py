@@ -37,6 +37,7 @@ class GuideInputs:
         """This call's plates and standardized grid features of observations, covariates
         and summaries."""
         self.__dict__["_stats_cache"] = dict(self.stats.named_buffers())
+        self.__dict__["_call"] = (args, kwargs, given)  # for families that rerun the model
         plates = (
             dict(self._create_plates(*args, **kwargs))
             if self.master is not None or self.create_plates is not None
@@ -46,12 +47,14 @@ class GuideInputs:
         cacheable = not (given or plates or torch.jit.is_tracing())
         cacheable = cacheable and not any(p.subsampled for p in self._plates)
         if cacheable and self._obs_cache is not None and self._obs_cache[0] == key:
-            sizes, feats = self._obs_cache[2]
+            sizes, feats, fallbacks = self._obs_cache[2]
         else:
+            self.__dict__["_fallbacks"] = fallbacks = set()
             sizes, feats = self._observed(plates, args, kwargs, given)
             if cacheable:  # the args are kept alive, so their ids stay theirs
-                self._obs_cache = (key, (args, kwargs), (sizes, dict(feats)))
+                self._obs_cache = (key, (args, kwargs), (sizes, dict(feats), fallbacks))
             feats = dict(feats)
+        self.__dict__["_fallbacks"] = fallbacks  # observed sites read from set-up
         for p in self._plates:
             if p.name not in plates:
                 size, idx = sizes[p.name]
@@ -106,6 +109,7 @@ class GuideInputs:
     def _fallback(self, name: str, site: Any) -> torch.Tensor:
         found = "no site" if site is None else "a latent site"
         setup = self._setup_obs[name]
+        self.__dict__["_fallbacks"].add(name)
         if site is not None:
             shape = tuple(site["fn"].shape())
             now = self.layouts[name].to_grid(torch.zeros(shape), torch).shape

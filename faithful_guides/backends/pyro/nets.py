@@ -65,17 +65,17 @@ class MaskedMLP(PyroModule):
     """A DAG-masked MADE returning the raw corrections ``(mu, rho)``, ``out`` features each.
 
     The last mask has ``2 * out`` rows (location rows, then scale rows). ``skip`` masks the
-    direct input-to-output connections. The direct connections and the output layer start
-    at zero, so at initialization ``(mu, rho) == 0``: the guide adds ``mu`` to the free
-    locations and ``rho`` (bounded) to the free log-scales.
+    direct input-to-output connections (None: there are none). The direct connections and
+    the output layer start at zero, so at initialization ``(mu, rho) == 0``: the guide adds
+    ``mu`` to the free locations and ``rho`` (bounded) to the free log-scales.
     """
 
-    def __init__(self, masks: Sequence[np.ndarray], skip: np.ndarray) -> None:
+    def __init__(self, masks: Sequence[np.ndarray], skip: np.ndarray | None) -> None:
         super().__init__()
         *hidden, last = masks
         self.hidden = PyroModule[nn.ModuleList]([MaskedLinear(m) for m in hidden])
         self.out = MaskedLinear(last, kind="output", bias=False)
-        self.skip = MaskedLinear(skip, kind="direct", bias=False)
+        self.skip = None if skip is None else MaskedLinear(skip, kind="direct", bias=False)
         self.out_size = last.shape[0] // 2
         self.width = int(masks[0].shape[0])  # of the first hidden layer
 
@@ -84,7 +84,7 @@ class MaskedMLP(PyroModule):
         h = x
         for m in self.hidden:
             h = F.elu(m(h))
-        y = self.out(h) + self.skip(x)
+        y = self.out(h) if self.skip is None else self.out(h) + self.skip(x)
         return y[..., : self.out_size], y[..., self.out_size :]
 
     def steps(self, schedule: PassSchedule, known: torch.Tensor | None) -> MadeSteps:
