@@ -1,9 +1,10 @@
-"""Smoke test of AutoFaithfulMADE on the hosts' own examples (faithful_guides.zoo.examples_*).
+"""Smoke test of every guide family on the hosts' own examples (faithful_guides.zoo.examples_*).
 
 Every example of both hosts, on its small data (``Example.shrunk()``), model code verbatim:
-``AutoFaithfulMADE(model)`` trains 20 SVI steps with ``Trace_ELBO`` at the example's own Adam
-settings, the losses must be finite, and the trained guide must draw (Pyro: ``guide(*args,
-**kwargs)``; NumPyro: ``Predictive(model, guide=guide, params=..., num_samples=3)``).
+each family of :data:`families.FAMILIES` (``AutoFaithfulMADE(model)``, ...) trains 20 SVI
+steps with ``Trace_ELBO`` at the example's own Adam settings, the losses must be finite,
+and the trained guide must draw (Pyro: ``guide(*args, **kwargs)``; NumPyro:
+``Predictive(model, guide=guide, params=..., num_samples=3)``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from families import FAMILIES
 
 STEPS = 20
 
@@ -28,14 +30,15 @@ def _numpyro_names() -> list[str]:
     return list(EXAMPLES)
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("name", _pyro_names())
-def test_pyro_example(name: str) -> None:
+def test_pyro_example(name: str, family: str) -> None:
     import pyro
     import torch
     from pyro.infer import SVI, Trace_ELBO
     from pyro.optim import Adam
 
-    from faithful_guides.pyro import AutoFaithfulMADE
+    import faithful_guides.pyro as host
     from faithful_guides.zoo.examples_pyro import EXAMPLES
 
     torch.set_num_threads(1)
@@ -43,7 +46,7 @@ def test_pyro_example(name: str) -> None:
     pyro.set_rng_seed(0)
     ex = EXAMPLES[name].shrunk()
     model = ex.new_model()
-    guide = AutoFaithfulMADE(model)
+    guide = getattr(host, FAMILIES[family])(model)
     svi = SVI(model, guide, Adam({"lr": ex.lr, **ex.optim_kwargs}), Trace_ELBO())
     batches = ex.minibatches()
     losses = []
@@ -59,17 +62,18 @@ def test_pyro_example(name: str) -> None:
         assert torch.isfinite(draw[site]).all(), site
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("name", _numpyro_names())
-def test_numpyro_example(name: str) -> None:
+def test_numpyro_example(name: str, family: str) -> None:
     import jax
     from numpyro.infer import SVI, Predictive, Trace_ELBO
     from numpyro.optim import Adam
 
-    from faithful_guides.numpyro import AutoFaithfulMADE
+    import faithful_guides.numpyro as host
     from faithful_guides.zoo.examples_numpyro import EXAMPLES
 
     ex = EXAMPLES[name].shrunk()
-    guide = AutoFaithfulMADE(ex.model)
+    guide = getattr(host, FAMILIES[family])(ex.model)
     b1, b2 = ex.optim_kwargs.get("betas", (0.9, 0.999))
     svi = SVI(ex.model, guide, Adam(ex.lr, b1=b1, b2=b2), Trace_ELBO())
     result = svi.run(jax.random.PRNGKey(0), STEPS, *ex.args, progress_bar=False, **ex.kwargs)

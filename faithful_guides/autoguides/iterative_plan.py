@@ -14,12 +14,11 @@ the gated update :math:`\lambda \leftarrow g \lambda + (1 - g) f` of the paper w
 output layer makes every refinement the identity and the guide starts at
 ``N(init_loc, init_scale)``). The update of :math:`v` reads, per cell:
 
-* ``inputs="gradient"``: :math:`[\tilde\mu_u, \log\sigma_u, \pi(\nabla_{\mu_u} L),
-  \pi(\nabla_{\log\sigma_u} L)]` of :math:`v` and of its neighbours :math:`u` in the
-  faithful inverse :math:`H` (parents and children), with :math:`L` a one-draw ELBO
-  estimate, :math:`\tilde\mu` the location in units of the site's input statistics and
-  :math:`\pi(g) = (\max(\log|g|/p, -1),\ \mathrm{clip}(e^p g, -1, 1))` the gradient
-  preprocessing of Andrychowicz et al. (2016), ``p = 10``, applied coordinate-wise;
+* ``inputs="gradient"``: the location (in units of the site's input statistics), the
+  log-scale, the preprocessed gradients of a one-draw ELBO estimate :math:`L` and the
+  diagonal Newton steps :math:`\sigma^2 \nabla_\mu L`, :math:`\nabla_{\log\sigma} L / 2`
+  (:func:`gradient_features`) of :math:`v` and of its neighbours :math:`u` in the faithful
+  inverse :math:`H` (parents and children);
 * ``inputs="error"``: :math:`[\tilde\mu_u, \log\sigma_u, \tilde u_u - \widetilde{E_p[u \mid
   \mathrm{pa}]}]` of the same latents, and the errors
   :math:`(x - E[x \mid z]) / s_x` of the observed sites among :math:`v`'s inverse parents;
@@ -42,7 +41,7 @@ Example:
     >>> lays = {n: SiteLayout(n, (), 0, (), ()) for n in g.sites}
     >>> plan = build_iterative_plan(build_structure(g, lays), lays, hidden=(16,))
     >>> [(b.name, b.kind, b.size) for b in plan.groups[0].inputs]
-    [('x', 'data', 1), ('z', 'state', 6), ('y', 'state', 6)]
+    [('x', 'data', 1), ('z', 'state', 8), ('y', 'state', 8)]
 """
 
 from __future__ import annotations
@@ -68,6 +67,7 @@ __all__ = [
     "IterativeGroup",
     "IterativePlan",
     "build_iterative_plan",
+    "gradient_features",
     "preprocess_gradient",
     "train_iterates",
     "training_iterates",
@@ -75,9 +75,11 @@ __all__ = [
 
 INPUT_KINDS = ("gradient", "error")
 INITS = ("prior", "encoder")
-STATE_WIDTH = {"gradient": 6, "error": 3}
-"""Input features per latent feature: ``[loc, log_scale, pi(g_loc) (2), pi(g_log_scale) (2)]``
-or ``[loc, log_scale, error]``."""
+STATE_WIDTH = {"gradient": 8, "error": 3}
+"""Input features per latent feature (:func:`gradient_features`, or ``[loc, log_scale,
+error]``)."""
+NEWTON_BOUND = 10.0
+"""Soft bound of the Newton-step inputs (:func:`gradient_features`)."""
 GRADIENT_PREPROCESS = 10.0
 """``p`` of the gradient preprocessing :math:`\\pi` (Andrychowicz et al. 2016)."""
 
@@ -317,3 +319,31 @@ def preprocess_gradient(g: Any, xp: Any) -> tuple[Any, Any]:
     p = GRADIENT_PREPROCESS
     magnitude = xp.clip(xp.log(xp.abs(g) + 1e-30) / p, -1.0, None)
     return magnitude, xp.clip(g * float(np.exp(p)), -1.0, 1.0)
+
+
+def gradient_features(
+    loc: Any, log_scale: Any, g_loc: Any, g_log_scale: Any, site_scale: Any, xp: Any
+) -> list[Any]:
+    r"""The update network's inputs for one latent's feature block (``inputs="gradient"``):
+
+    .. math:: [\tilde\mu,\ \log\sigma,\ \pi(g_\mu),\ \pi(g_{\log\sigma}),\
+              b\tanh(\sigma^2 g_\mu / (s\, b)),\ b\tanh(g_{\log\sigma} / (2b))]
+
+    with :math:`\tilde\mu = \mu` in units of the site's statistics (``loc`` is given
+    standardized, ``site_scale`` is :math:`s`), :math:`\pi` :func:`preprocess_gradient` and
+    :math:`b` :data:`NEWTON_BOUND`. The last two are the steps of diagonal Newton VI (for a
+    Gaussian posterior :math:`\sigma^2 \nabla_\mu L` is the distance to the mean once
+    :math:`\sigma` is right, whatever the data set's size), so that a plain gradient step
+    is one linear map away; :math:`\pi` keeps the magnitudes of the raw gradients.
+    """
+    b = NEWTON_BOUND
+    newton_loc = b * xp.tanh(xp.exp(2 * log_scale) * g_loc / (site_scale * b))
+    newton_scale = b * xp.tanh(g_log_scale / (2 * b))
+    return [
+        loc,
+        log_scale,
+        *preprocess_gradient(g_loc, xp),
+        *preprocess_gradient(g_log_scale, xp),
+        newton_loc,
+        newton_scale,
+    ]

@@ -84,7 +84,7 @@ from numpyro.infer.reparam import TransformReparam
 from numpyro.infer.util import Predictive
 from numpyro.util import fori_loop, set_rng_seed
 
-from faithful_guides.numpyro import AutoFaithfulMADE
+from faithful_guides.numpyro import AutoFaithfulMADE, AutoIterative
 
 init_strategy = init_to_median(num_samples=2)
 
@@ -104,7 +104,8 @@ def _named(fn, name):
 AutoFaithfulMADE_full = _named(partial(AutoFaithfulMADE, structure="full"), "AutoFaithfulMADE_full")
 MADE = pytest.param(AutoFaithfulMADE, id="made")
 MADE_FULL = pytest.param(AutoFaithfulMADE_full, id="made_full")
-OURS = [MADE, MADE_FULL]
+ITERATIVE = pytest.param(AutoIterative, id="iterative")
+OURS = [MADE, MADE_FULL, ITERATIVE]
 # structure="full" only differs from the default between sites: models with one latent
 # site run the default only.
 ONE_SITE = [MADE]

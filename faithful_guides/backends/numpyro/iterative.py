@@ -36,7 +36,7 @@ from faithful_guides.autoguides.iterative_plan import (
     STATE_WIDTH,
     IterativePlan,
     build_iterative_plan,
-    preprocess_gradient,
+    gradient_features,
     train_iterates,
     training_iterates,
 )
@@ -173,7 +173,7 @@ class AutoIterative(FaithfulGuide):
         key = jax.random.PRNGKey(0) if key is None else key
         collect = training_iterates() and not median
         surrogate = None
-        for _ in range(self.num_steps):
+        for _ in range(self.num_steps if lam else 0):  # a model without latents: nothing to refine
             key, sub = jax.random.split(key)
             fixed = jax.lax.stop_gradient(lam)
             state, grads = self._probe(params, fixed, plates, sub)
@@ -182,7 +182,7 @@ class AutoIterative(FaithfulGuide):
                     gm, gs = grads[n]
                     term = ((m - fixed[n][0]) * gm).sum() + ((s - fixed[n][1]) * gs).sum()
                     surrogate = term if surrogate is None else surrogate + term
-            lam = self._update(params, lam, state, feats)
+            lam = self._update(params, fixed if collect else lam, state, feats)
         if surrogate is not None:
             numpyro.factor(f"{self.prefix}_iterates[{self.structure.latents[0]}]", -surrogate)
         values: dict[str, Array] = {}
@@ -246,14 +246,15 @@ class AutoIterative(FaithfulGuide):
             for n, (loc, log_scale) in lam.items():
                 gm, gs = grads[n]
                 per_cell = self._plate_scale(n, plates)
-                state[n] = _cat(
-                    [
-                        self._standardize(params, n, loc),
-                        log_scale,
-                        *preprocess_gradient(gm / per_cell, jnp),
-                        *preprocess_gradient(gs / per_cell, jnp),
-                    ]
+                feats = gradient_features(
+                    self._standardize(params, n, loc),
+                    log_scale,
+                    gm / per_cell,
+                    gs / per_cell,
+                    self._scale(params, n),
+                    jnp,
                 )
+                state[n] = _cat(feats)
             return state, grads
         _, tr = self._elbo(lam, plates, eps, score=False)
         for n, (loc, log_scale) in lam.items():

@@ -46,7 +46,7 @@ from faithful_guides.autoguides.iterative_plan import (
     STATE_WIDTH,
     IterativePlan,
     build_iterative_plan,
-    preprocess_gradient,
+    gradient_features,
     train_iterates,
     training_iterates,
 )
@@ -167,7 +167,7 @@ class AutoIterative(FaithfulGuide):
         generator = torch.Generator().manual_seed(0) if median else None
         collect = training_iterates() and not median
         surrogate = None
-        for _ in range(self.num_steps):
+        for _ in range(self.num_steps if lam else 0):  # a model without latents: nothing to refine
             fixed = {
                 n: (m.detach().requires_grad_(), s.detach().requires_grad_())
                 for n, (m, s) in lam.items()
@@ -178,7 +178,7 @@ class AutoIterative(FaithfulGuide):
                     gm, gs = grads[n]
                     term = ((m - m.detach()) * gm).sum() + ((s - s.detach()) * gs).sum()
                     surrogate = term if surrogate is None else surrogate + term
-            lam = self._update(lam, state, feats)
+            lam = self._update(fixed if collect else lam, state, feats)
         if surrogate is not None and surrogate.requires_grad:
             name = f"_{self._pyro_name}_iterates" if self._pyro_name else "_iterates"
             pyro.factor(name, -surrogate, has_rsample=True)
@@ -252,14 +252,15 @@ class AutoIterative(FaithfulGuide):
                 )
                 grads[name] = (gm, gs)
                 per_cell = self._plate_scale(name, plates)
-                state[name] = _cat(
-                    [
-                        self._standardize(name, loc.detach()),
-                        log_scale.detach(),
-                        *preprocess_gradient(gm / per_cell, torch),
-                        *preprocess_gradient(gs / per_cell, torch),
-                    ]
+                feats = gradient_features(
+                    self._standardize(name, loc.detach()),
+                    log_scale.detach(),
+                    gm / per_cell,
+                    gs / per_cell,
+                    self._stat(name)[1],
+                    torch,
                 )
+                state[name] = _cat(feats)
             return state, grads
         with torch.no_grad():
             _, tr = self._elbo(lam, plates, eps, score=False)
