@@ -1,4 +1,4 @@
-r"""The hosts' own examples: AutoFaithfulMADE against the host's AutoNormal, judged by NUTS.
+r"""The hosts' own examples: our guides against the host's AutoNormal, judged by NUTS.
 
 For every example of :mod:`faithful_guides.zoo.examples_numpyro` and
 :mod:`faithful_guides.zoo.examples_pyro` (models copied verbatim from NumPyro and Pyro):
@@ -10,7 +10,8 @@ For every example of :mod:`faithful_guides.zoo.examples_numpyro` and
    decoder is learned). References are cached in ``benchmarks/references/<host>_<name>.npz``
    (``_quick`` appended for those of ``--quick``), posterior mean and sd of each
    compared site; ``--refresh`` recomputes them.
-2. the host's ``AutoNormal(model)`` and our ``AutoFaithfulMADE(model)`` (no options), each
+2. the host's ``AutoNormal(model)`` and ours (``--family made``: ``AutoFaithfulMADE(model)``,
+   ``--family iterative``: ``AutoIterative(model)``; no options), each
    trained in this process with SVI, ``Trace_ELBO`` and the example's own Adam settings
    (learning rate, steps, further Adam arguments; minibatches cycled where the example has
    them). Pyro steps are eager ``svi.step`` (torch pinned to one thread); NumPyro steps are
@@ -30,7 +31,7 @@ NUTS 300 + 300 and 200 guide draws.
 Usage::
 
     python benchmarks/host_examples.py [--quick] [--host pyro|numpyro|both]
-        [--examples a,b] [--refresh] [--steps N]
+        [--examples a,b] [--refresh] [--steps N] [--family made|iterative]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Settings:
     num_warmup: int = 1000
     num_samples: int = 2000
     guide_draws: int = 1000
+    family: str = "made"
 
     @classmethod
     def make(cls, quick: bool, steps: int | None, refresh: bool) -> Settings:
@@ -313,18 +315,20 @@ def _summarize(r: GuideResult, losses: list, times: list) -> None:
         r.final_loss = float(np.mean(tail))
 
 
-def guide_classes(host: str) -> dict[str, type | BaseException]:
-    """The host's AutoNormal and our AutoFaithfulMADE (the import error in its place)."""
+FAMILY_CLASSES = {"made": "AutoFaithfulMADE", "iterative": "AutoIterative"}
+
+
+def guide_classes(host: str, family: str = "made") -> dict[str, type | BaseException]:
+    """The host's AutoNormal and our guide of ``family`` (the import error in its place)."""
+    import importlib
+
     if host == "pyro":
         from pyro.infer.autoguide import AutoNormal
     else:
         from numpyro.infer.autoguide import AutoNormal
     ours: type | BaseException
     try:
-        if host == "pyro":
-            from faithful_guides.pyro import AutoFaithfulMADE as ours
-        else:
-            from faithful_guides.numpyro import AutoFaithfulMADE as ours
+        ours = getattr(importlib.import_module(f"faithful_guides.{host}"), FAMILY_CLASSES[family])
     except Exception as e:
         ours = e
     return {"AutoNormal": AutoNormal, "ours": ours}
@@ -342,7 +346,7 @@ def run_example(ex, s: Settings) -> Row:
         traceback.print_exc()
     row.note = how
     train = train_pyro if ex.host == "pyro" else train_numpyro
-    for label, cls in guide_classes(ex.host).items():
+    for label, cls in guide_classes(ex.host, s.family).items():
         if isinstance(cls, BaseException):
             row.results[label] = GuideResult(error=f"import: {_err(cls)}")
         else:
@@ -408,8 +412,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     p.add_argument("--examples", default="", help="comma-separated names (default: all)")
     p.add_argument("--refresh", action="store_true", help="recompute cached NUTS references")
     p.add_argument("--steps", type=int, default=None, help="cap the SVI steps")
+    p.add_argument("--family", choices=list(FAMILY_CLASSES), default="made", help="our guide")
     a = p.parse_args(argv)
     s = Settings.make(a.quick, a.steps, a.refresh)
+    s.family = a.family  # (not part of make: the reference cache does not depend on it)
     hosts = ["numpyro", "pyro"] if a.host == "both" else [a.host]
     wanted = [n for n in a.examples.split(",") if n]
     rows: list[Row] = []

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from families import FAMILIES
+from families import family_class
 
 from faithful_guides.zoo import ZOO, get_host, hmm_chain
 
@@ -156,7 +156,7 @@ class PyroHost(GuideHost):
         torch.set_num_threads(1)
         self.pyro, self.torch, self.poutine, self.infer = pyro, torch, poutine, pinfer
         self.autoguide, self.Adam = autoguide, Adam
-        self.cls = getattr(public, FAMILIES[family])
+        self.cls = family_class(public, family)
 
     def reset(self) -> None:
         self.pyro.clear_param_store()
@@ -334,7 +334,7 @@ class NumPyroHost(GuideHost):
 
         self.jax, self.numpyro, self.handlers, self.infer = jax, numpyro, handlers, ninfer
         self.autoguide, self.Adam = autoguide, Adam
-        self.cls = getattr(public, FAMILIES[family])
+        self.cls = family_class(public, family)
         self.made_forward_fn, self.MadeSteps = made_forward, MadeSteps
 
     def key(self, seed: int) -> Any:

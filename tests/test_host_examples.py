@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from families import FAMILIES
+from families import FAMILIES, family_class
 
 STEPS = 20
 
@@ -46,7 +46,7 @@ def test_pyro_example(name: str, family: str) -> None:
     pyro.set_rng_seed(0)
     ex = EXAMPLES[name].shrunk()
     model = ex.new_model()
-    guide = getattr(host, FAMILIES[family])(model)
+    guide = family_class(host, family)(model)
     svi = SVI(model, guide, Adam({"lr": ex.lr, **ex.optim_kwargs}), Trace_ELBO())
     batches = ex.minibatches()
     losses = []
@@ -73,7 +73,7 @@ def test_numpyro_example(name: str, family: str) -> None:
     from faithful_guides.zoo.examples_numpyro import EXAMPLES
 
     ex = EXAMPLES[name].shrunk()
-    guide = getattr(host, FAMILIES[family])(ex.model)
+    guide = family_class(host, family)(ex.model)
     b1, b2 = ex.optim_kwargs.get("betas", (0.9, 0.999))
     svi = SVI(ex.model, guide, Adam(ex.lr, b1=b1, b2=b2), Trace_ELBO())
     result = svi.run(jax.random.PRNGKey(0), STEPS, *ex.args, progress_bar=False, **ex.kwargs)
