@@ -176,7 +176,7 @@ class AutoIterative(FaithfulGuide):
         for _ in range(self.num_steps if lam else 0):  # a model without latents: nothing to refine
             key, sub = jax.random.split(key)
             fixed = jax.lax.stop_gradient(lam)
-            state, grads = self._probe(params, fixed, plates, sub)
+            state, grads = self._probe(params, fixed, plates, sub, need_grads=collect)
             if collect:  # d/dtheta of the iterate's ELBO, at zero value
                 for n, (m, s) in lam.items():
                     gm, gs = grads[n]
@@ -230,19 +230,26 @@ class AutoIterative(FaithfulGuide):
 
     # ------------------------------------------------------------------ one refinement
     def _probe(
-        self, params: Mapping[str, Array], lam: Lam, plates: Any, key: Array
+        self,
+        params: Mapping[str, Array],
+        lam: Lam,
+        plates: Any,
+        key: Array,
+        need_grads: bool = False,
     ) -> tuple[dict[str, Array], dict[str, tuple[Array, Array]]]:
         r"""Run the model at one draw from :math:`q(\cdot \mid \lambda)`: the input
         features of each latent (and observed error), and each :math:`\lambda`'s ELBO
-        gradient as the loss sees it (plate scales included), held fixed."""
+        gradient as the loss sees it (plate scales included; with ``inputs="error"`` only
+        if ``need_grads``, for :class:`IterativeELBO`), held fixed."""
         keys = dict(zip(lam, jax.random.split(key, len(lam)), strict=True))
         eps = {n: jax.random.normal(keys[n], lam[n][0].shape) for n in lam}
         state: dict[str, Array] = {}
         grads: dict[str, tuple[Array, Array]] = {}
-        if self.inputs == "gradient":
+        if self.inputs == "gradient" or need_grads:
             grads = jax.lax.stop_gradient(
                 jax.grad(lambda lam: self._elbo(lam, plates, eps)[0])(lam)
             )
+        if self.inputs == "gradient":
             for n, (loc, log_scale) in lam.items():
                 gm, gs = grads[n]
                 per_cell = self._plate_scale(n, plates)

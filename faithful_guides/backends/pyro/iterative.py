@@ -172,7 +172,7 @@ class AutoIterative(FaithfulGuide):
                 n: (m.detach().requires_grad_(), s.detach().requires_grad_())
                 for n, (m, s) in lam.items()
             }
-            state, grads = self._probe(fixed, plates, generator)
+            state, grads = self._probe(fixed, plates, generator, need_grads=collect)
             if collect:  # d/dtheta of the iterate's ELBO, at zero value
                 for n, (m, s) in lam.items():
                     gm, gs = grads[n]
@@ -227,51 +227,56 @@ class AutoIterative(FaithfulGuide):
 
     # ------------------------------------------------------------------ one refinement
     def _probe(
-        self, lam: Lam, plates: Mapping[str, Any], generator: torch.Generator | None
+        self,
+        lam: Lam,
+        plates: Mapping[str, Any],
+        generator: torch.Generator | None,
+        need_grads: bool = False,
     ) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
         r"""Run the model at one draw from :math:`q(\cdot \mid \lambda)`: each latent's
         and observed error's input features, and the ELBO gradient of each
-        :math:`\lambda` (as the loss sees it, plate scales included)."""
+        :math:`\lambda` (as the loss sees it, plate scales included; with
+        ``inputs="error"`` only if ``need_grads``, for :class:`IterativeELBO`)."""
         gradient = self.inputs == "gradient"
-        if gradient and torch.jit.is_tracing():
+        if (gradient or need_grads) and torch.jit.is_tracing():
             raise jit_gradient_error(type(self).__name__)
         eps = {
             n: torch.randn(m.shape, generator=generator, dtype=m.dtype) for n, (m, _) in lam.items()
         }
         state: dict[str, torch.Tensor] = {}
         grads: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        if gradient:
+        if gradient or need_grads:
             with torch.enable_grad():
-                elbo, _ = self._elbo(lam, plates, eps)
+                elbo, tr = self._elbo(lam, plates, eps)
                 leaves = [t for n in lam for t in lam[n]]
                 found = torch.autograd.grad(elbo, leaves, allow_unused=True)
-            for i, (name, (loc, log_scale)) in enumerate(lam.items()):
-                gm, gs = (
+            for i, name in enumerate(lam):
+                grads[name] = tuple(
                     torch.zeros_like(t) if g is None else g
                     for t, g in zip(lam[name], found[2 * i : 2 * i + 2], strict=True)
                 )
-                grads[name] = (gm, gs)
-                per_cell = self._plate_scale(name, plates)
-                feats = gradient_features(
-                    self._standardize(name, loc.detach()),
-                    log_scale.detach(),
-                    gm / per_cell,
-                    gs / per_cell,
-                    self._stat(name)[1],
-                    torch,
-                )
-                state[name] = _cat(feats)
-            return state, grads
+        else:
+            with torch.no_grad():
+                _, tr = self._elbo(lam, plates, eps, score=False)
         with torch.no_grad():
-            _, tr = self._elbo(lam, plates, eps, score=False)
             for name, (loc, log_scale) in lam.items():
-                u = loc + log_scale.exp() * eps[name]
-                err = self._latent_error(name, tr.nodes[name]["fn"], u)
-                state[name] = _cat([self._standardize(name, loc), log_scale, err])
-            for name in self.graph.observed:
-                site = tr.nodes.get(name)
-                if site is not None and site["value"] is not None:
-                    state[name] = self._observed_error(name, site)
+                if gradient:
+                    gm, gs = grads[name]
+                    per_cell = self._plate_scale(name, plates)
+                    feats = gradient_features(
+                        self._standardize(name, loc), log_scale, gm / per_cell, gs / per_cell,
+                        self._stat(name)[1], torch,
+                    )  # fmt: skip
+                else:
+                    u = loc + log_scale.exp() * eps[name]
+                    feats = [self._standardize(name, loc), log_scale]
+                    feats.append(self._latent_error(name, tr.nodes[name]["fn"], u))
+                state[name] = _cat(feats).detach()
+            if not gradient:
+                for name in self.graph.observed:
+                    site = tr.nodes.get(name)
+                    if site is not None and site["value"] is not None:
+                        state[name] = self._observed_error(name, site).detach()
         return state, grads
 
     def _elbo(
