@@ -138,6 +138,15 @@ class SiteLayout:
         """The site's grid axes for plate sizes ``sizes`` (1 where it is not in a plate)."""
         return tuple(s if inside else 1 for s, inside in zip(sizes, self.in_plate, strict=True))
 
+    def cell_weight(self, sizes: tuple[int, ...], subsample_sizes: tuple[int, ...]) -> float:
+        """The weight a loss gives one grid cell of the site: the product over its plates of
+        ``size / subsample_size`` (1 without subsampling)."""
+        w = 1.0
+        for n, b, inside in zip(sizes, subsample_sizes, self.in_plate, strict=True):
+            if inside:
+                w *= n / b
+        return w
+
     def setup_rows(self) -> tuple[int, ...]:
         """The site's plate sizes at set-up (grid order, plates it sits in)."""
         return tuple(self._padded_shape[p] for p in self._plate_positions)

@@ -313,11 +313,10 @@ class AutoIterative(FaithfulGuide):
 
     def _plate_scale(self, name: str, plates: Mapping[str, Any]) -> float:
         """The loss's weight of one grid cell of ``name`` (its plates' subsampling)."""
-        scale = 1.0
-        for i, p in enumerate(self._plates):
-            if self.layouts[name].in_plate[i]:
-                scale *= plates[p.name].size / plates[p.name].subsample_size
-        return scale
+        sizes = tuple(plates[p.name].size for p in self._plates)
+        return self.layouts[name].cell_weight(
+            sizes, tuple(plates[p.name].subsample_size for p in self._plates)
+        )
 
     def _latent_error(self, name: str, fn: Any, u_grid: torch.Tensor) -> torch.Tensor:
         """:math:`(u - \\tilde E_p[z \\mid \\mathrm{pa}]) / s`, zero where the prior has no
