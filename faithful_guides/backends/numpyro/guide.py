@@ -409,6 +409,15 @@ class FaithfulGuide(GuideInputs, AutoGuide):
         return self._graph
 
     # ------------------------------------------------------------------ emission
+    def _block(self, b: Any, source: Mapping[str, Array]) -> Array:
+        """The features of input block ``b`` from ``source``, averaged over the grid axes
+        ``b.reduce`` (a finer site read by a coarser group)."""
+        t = source[b.name]
+        if b.reduce:
+            k = len(self._plates)
+            t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdims=True)
+        return t
+
     def _group_plates(self, in_plate: tuple[bool, ...], plates: Mapping[str, Any]) -> Any:
         stack = contextlib.ExitStack()
         for p, inside in zip(self._plates, in_plate, strict=True):

@@ -42,7 +42,6 @@ from faithful_guides.autoguides.iterative_plan import (
 )
 from faithful_guides.autoguides.layout import SiteLayout
 from faithful_guides.autoguides.options import check_iterative_options
-from faithful_guides.autoguides.structure import Block
 from faithful_guides.backends.numpyro.guide import FaithfulGuide
 from faithful_guides.backends.numpyro.inputs import _cat
 from faithful_guides.backends.numpyro.nets import Packed, init_made, made_forward
@@ -201,7 +200,7 @@ class AutoIterative(FaithfulGuide):
         for g in self._plan.groups:
             corr = None
             if g.encoder_masks is not None:
-                data = _cat([self._read(b, feats) for b in g.inputs if b.kind == "data"])
+                data = _cat([self._block(b, feats) for b in g.inputs if b.kind == "data"])
                 net = self._net(params, f"{self.prefix}_encoder[{g.group.latents[0]}]")
                 corr = made_forward(net, g.encoder_masks, g.encoder_skip, data)
             for name in g.group.latents:
@@ -220,13 +219,6 @@ class AutoIterative(FaithfulGuide):
 
     def _scale(self, params: Mapping[str, Array], name: str) -> Array:
         return params[f"{self.prefix}_input[{name}]_scale"]
-
-    def _read(self, b: Block, source: Mapping[str, Array]) -> Array:
-        t = source[b.name]
-        if b.reduce:
-            k = len(self._plates)
-            t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdims=True)
-        return t
 
     # ------------------------------------------------------------------ one refinement
     def _probe(
@@ -337,7 +329,7 @@ class AutoIterative(FaithfulGuide):
         new: Lam = {}
         for g in self._plan.groups:
             if g.masks is not None:
-                x = _cat([self._read(b, feats if b.kind == "data" else state) for b in g.inputs])
+                x = _cat([self._block(b, feats if b.kind == "data" else state) for b in g.inputs])
                 net = self._net(params, f"{self.prefix}_update[{g.group.latents[0]}]")
                 delta, gate = made_forward(net, g.masks, None, x)
                 f = g.out_size

@@ -111,13 +111,8 @@ class AutoFaithfulMADE(FaithfulGuide):
                 for name in gen:
                     values[name], feats[name] = self._emit(params, name, None, None, plates, median)
             return
-        sched, k = g.schedule, len(self._plates)
-        known = []
-        for b in sched.known:
-            t = feats[b.name]
-            if b.reduce:
-                t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdims=True)
-            known.append(t)
+        sched = g.schedule
+        known = [self._block(b, feats) for b in sched.known]
         x = _cat(known) if known else None
         net = self.net_params(params, index)
         if len(g.generations) == 1:  # nothing to feed back: one full pass is fewer ops

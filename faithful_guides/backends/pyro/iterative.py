@@ -203,7 +203,7 @@ class AutoIterative(FaithfulGuide):
         for g, enc in zip(self.plan.groups, self.encoders, strict=True):
             corr = None
             if g.encoder_masks is not None:
-                data = [self._read(b, feats) for b in g.inputs if b.kind == "data"]
+                data = [self._block(b, feats) for b in g.inputs if b.kind == "data"]
                 corr = enc(_cat(data))
             for name in g.group.latents:
                 lay = self.layouts[name]
@@ -217,13 +217,6 @@ class AutoIterative(FaithfulGuide):
                     log_scale = log_scale + LOG_SCALE_BOUND * torch.tanh(rho / LOG_SCALE_BOUND)
                 lam[name] = (_expand(loc, shape), _expand(log_scale, shape))
         return lam
-
-    def _read(self, b: Any, source: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        t = source[b.name]
-        if b.reduce:
-            k = len(self._plates)
-            t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdim=True)
-        return t
 
     # ------------------------------------------------------------------ one refinement
     def _probe(
@@ -348,7 +341,7 @@ class AutoIterative(FaithfulGuide):
         new: Lam = {}
         for g, net in zip(self.plan.groups, self.updates, strict=True):
             if g.masks is not None:
-                x = _cat([self._read(b, feats if b.kind == "data" else state) for b in g.inputs])
+                x = _cat([self._block(b, feats if b.kind == "data" else state) for b in g.inputs])
                 delta, gate = net(x)
                 f = g.out_size
                 for b in g.outputs:

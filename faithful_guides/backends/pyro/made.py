@@ -103,13 +103,7 @@ class AutoFaithfulMADE(FaithfulGuide):
                     values[name], feats[name] = self._emit(name, None, None, plates, median)
             return
         sched = group.schedule
-        k = len(self._plates)
-        known = []
-        for b in sched.known:
-            t = feats[b.name]
-            if b.reduce:
-                t = t.mean(tuple(i - k - 1 for i in b.reduce), keepdim=True)
-            known.append(t)
+        known = [self._block(b, feats) for b in sched.known]
         x = _cat(known) if known else None
         if len(group.generations) == 1:  # nothing to feed back: one full pass is fewer ops
             mu, rho = net(x)
