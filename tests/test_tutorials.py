@@ -19,7 +19,11 @@ _PROBE = "import sys; print('KERNEL-EXECUTABLE', sys.executable)"
 
 
 def test_tutorials_are_found() -> None:
-    assert [p.name for p in NOTEBOOKS] == ["01_swap_autonormal.ipynb", "02_numpyro.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_swap_autonormal.ipynb",
+        "02_numpyro.ipynb",
+        "04_iterative.ipynb",
+    ]
 
 
 @pytest.mark.slow
