@@ -57,7 +57,7 @@ import numpy as np
 from faithful_guides.autoguides.defaults import MAX_INPUT, default_hidden
 from faithful_guides.autoguides.layout import SiteLayout
 from faithful_guides.autoguides.structure import Block, Group, GuideStructure
-from faithful_guides.graph.masks import hidden_sets, made_masks
+from faithful_guides.graph.masks import made_masks
 
 __all__ = [
     "GRADIENT_PREPROCESS",
@@ -200,10 +200,11 @@ def build_iterative_plan(
 
 
 def _default_hidden(rows: Sequence[frozenset[int]]) -> tuple[int, int]:
-    """Two layers wide enough to give every distinct input set a unit
-    (:func:`~faithful_guides.graph.masks.made_masks`), and at least the house default for
-    the widest row."""
-    width = max(default_hidden(max(map(len, rows), default=0))[0], len(hidden_sets(rows)))
+    """Two layers wide enough to carry every input some output reads (a hidden unit per
+    input at least, :func:`~faithful_guides.graph.masks.made_masks`), and at least the
+    house default for the widest row."""
+    union = frozenset().union(*rows) if rows else frozenset()
+    width = max(default_hidden(max(map(len, rows), default=0))[0], len(union))
     return (width, width)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from faithful_guides.autoguides.defaults import default_hidden
 from faithful_guides.autoguides.structure import Block, Group, GuideStructure
-from faithful_guides.graph.masks import hidden_sets, made_masks
+from faithful_guides.graph.masks import made_masks
 
 __all__ = [
     "MadeGroup",
@@ -185,12 +185,8 @@ def widest_input(structure: GuideStructure) -> int:
 
 def build_made_plan(structure: GuideStructure, *, hidden: Sequence[int] | None = None) -> MadePlan:
     """One :class:`MadeGroup` per group of ``structure``, hidden widths ``hidden``
-    (default :func:`~faithful_guides.autoguides.defaults.default_hidden`, widened to a unit
-    per distinct input set where a group has more)."""
-    if not hidden:  # wide enough to carry every input set of every group (made_masks)
-        sets = max((len(hidden_sets(g.allowed)) for g in structure.groups), default=0)
-        hidden = tuple(max(w, sets) for w in default_hidden(widest_input(structure)))
-    hidden = tuple(hidden)
+    (default :func:`~faithful_guides.autoguides.defaults.default_hidden`)."""
+    hidden = tuple(hidden) if hidden else default_hidden(widest_input(structure))
     groups = []
     summaries = {s.name: s for s in structure.summaries}
     for g in structure.groups:

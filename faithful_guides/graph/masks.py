@@ -7,17 +7,10 @@ very same arrays.
 
 Every unit carries the set of input features it may see. Input feature ``i`` sees
 ``{i}``; output ``j`` sees ``allowed[j]``; hidden units are dealt, round robin, the
-distinct non-empty allowed sets. A lower unit feeds an upper unit iff the upper unit's set
-contains the lower unit's. Hence output ``j`` depends on no feature outside
-``allowed[j]``, and, as long as every hidden layer has a unit for each distinct set, on all
-of them (through the units of its own set).
-
-Why not also deal the singletons ``{i}`` of every input, as Germain et al. and Webb et
-al. do: they are not needed for that guarantee, and when the outputs read many inputs
-(covariates, summaries) the singletons outnumber the sets, so that most hidden units
-would see one input each and every output would be nearly additive in its inputs (on a
-group reading 64 data features, under 2% of the units saw more than one). Units dealt
-whole sets compute any interaction of their inputs, and can still ignore all but one.
+singletons of every allowed feature and then the distinct allowed sets. A lower unit
+feeds an upper unit iff the upper unit's set contains the lower unit's. Hence output
+``j`` depends on no feature outside ``allowed[j]``, and, as long as every hidden layer has
+a unit for each singleton, on all of them.
 
 Example:
     >>> ms = made_masks(3, [set(), {0}, {0, 1}], [4])
@@ -36,14 +29,16 @@ import numpy as np
 
 
 def hidden_sets(allowed: Sequence[frozenset[int]]) -> list[frozenset[int]]:
-    """The sets hidden units are dealt: the distinct non-empty allowed sets, in order of
-    first appearance.
-
-    Example:
-        >>> hidden_sets([frozenset(), frozenset({0}), frozenset({0, 1}), frozenset({0})])
-        [frozenset({0}), frozenset({0, 1})]
-    """
-    return list(dict.fromkeys(frozenset(s) for s in allowed if s))
+    """The sets hidden units are dealt: singletons first, then distinct larger sets."""
+    singles = sorted({i for s in allowed for i in s})
+    sets = [frozenset({i}) for i in singles]
+    seen = set(sets)
+    for s in allowed:
+        s = frozenset(s)
+        if len(s) > 1 and s not in seen:
+            seen.add(s)
+            sets.append(s)
+    return sets
 
 
 def made_masks(
@@ -74,11 +69,12 @@ def made_masks(
     if any(h < 1 for h in hidden):
         raise ValueError(f"Hidden layer widths must be positive, found {list(hidden)}.")
     pool = hidden_sets(allowed)
-    if pool and min(hidden, default=len(pool)) < len(pool):
+    singles = sum(1 for s in pool if len(s) == 1)
+    if pool and min(hidden, default=singles) < singles:
         warnings.warn(
-            f"A hidden layer of width {min(hidden)} cannot give a unit to each of the "
-            f"{len(pool)} distinct input sets the outputs read: some outputs will ignore some "
-            f"of their parents. Use hidden layers of at least {len(pool)} units.",
+            f"A hidden layer of width {min(hidden)} cannot carry all {singles} input features "
+            "an output may see: some outputs will ignore some of their parents. "
+            f"Use hidden layers of at least {singles} units.",
             stacklevel=2,
         )
     inputs = [frozenset({i}) for i in range(in_features)]
