@@ -79,6 +79,10 @@ class GuideResult:
     first_s: float | None = None
     final_loss: float | None = None
     error: str | None = None
+    guide: object = field(default=None, repr=False)
+    """The trained guide (for reuse on other data)."""
+    params: object = field(default=None, repr=False)
+    """NumPyro: its trained params (Pyro: in the param store until the next training)."""
 
 
 @dataclass
@@ -237,7 +241,7 @@ def train_pyro(ex, guide_cls, steps: int, s: Settings, ref: dict | None) -> Guid
     try:
         t0 = time.perf_counter()
         model = ex.new_model()
-        guide = guide_cls(model)
+        guide = r.guide = guide_cls(model)
         svi = SVI(model, guide, Adam({"lr": ex.lr, **ex.optim_kwargs}), Trace_ELBO())
         for i in range(steps):
             a, k = batches[i % len(batches)]
@@ -275,7 +279,7 @@ def train_numpyro(ex, guide_cls, steps: int, s: Settings, ref: dict | None) -> G
     betas = ex.optim_kwargs.get("betas", (0.9, 0.999))
     try:
         t0 = time.perf_counter()
-        guide = guide_cls(ex.model)
+        guide = r.guide = guide_cls(ex.model)
         svi = SVI(ex.model, guide, Adam(ex.lr, b1=betas[0], b2=betas[1]), Trace_ELBO())
         state = svi.init(jax.random.PRNGKey(0), *args, **kwargs)
         update = jax.jit(lambda st: svi.update(st, *args, **kwargs))
@@ -289,12 +293,14 @@ def train_numpyro(ex, guide_cls, steps: int, s: Settings, ref: dict | None) -> G
     except Exception as e:
         r.error = f"step {len(losses)}: {_err(e)}"
     _summarize(r, losses, times)
+    if r.error is None:
+        r.params = svi.get_params(state)
     if r.error is None and ref is not None:
         try:
             pred = Predictive(
                 ex.model,
                 guide=guide,
-                params=svi.get_params(state),
+                params=r.params,
                 num_samples=s.guide_draws,
                 return_sites=list(ex.latents),
             )
