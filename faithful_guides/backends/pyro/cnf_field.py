@@ -86,8 +86,8 @@ def divergence(
     the given probe (Rademacher or standard normal, one per solve). Differentiable (the
     products keep their graph), so a loss can train through it."""
     with torch.enable_grad():
-        if not z.requires_grad:
-            z = z.requires_grad_()
+        if not z.requires_grad:  # a copy: the caller's tensor keeps its flag
+            z = z.detach().requires_grad_()
         x = z if c is None else torch.cat([c.expand(*z.shape[:-1], c.shape[-1]), z], -1)
         f = field(t, x)
         if probe is not None:
