@@ -45,9 +45,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faithful_guides.autoguides.defaults import MAX_INPUT, default_hidden
+from faithful_guides.autoguides.defaults import MAX_INPUT, default_hidden_for
 from faithful_guides.autoguides.structure import Block, Group, GuideStructure
-from faithful_guides.graph.masks import hidden_sets, made_masks
+from faithful_guides.graph.masks import made_masks
 
 __all__ = [
     "EXACT_TRACE_MAX",
@@ -154,8 +154,7 @@ def build_cnf_plan(
     ode: OdeOptions | None = None,
 ) -> CnfPlan:
     """One :class:`CnfGroup` per group of ``structure`` with hidden widths ``hidden``
-    (default: two layers wide enough for every distinct input set, at least
-    :func:`~faithful_guides.autoguides.defaults.default_hidden`)."""
+    (default :func:`~faithful_guides.autoguides.defaults.default_hidden_for`)."""
     if trace not in TRACES:
         raise ValueError(f"Unknown trace {trace!r}: expected one of {', '.join(TRACES)}.")
     groups = []
@@ -180,12 +179,7 @@ def build_cnf_plan(
                 own_cols = range(b.size) if b.size <= MAX_INPUT else (f,)
                 cols.update(where[b.name] + c for c in own_cols)
                 allowed.append(frozenset(cols))
-        if hidden:
-            hid = tuple(hidden)
-        else:
-            widest = max(map(len, allowed), default=0)
-            width = max(default_hidden(widest)[0], len(hidden_sets(allowed)))
-            hid = (width, width)
+        hid = tuple(hidden) if hidden else default_hidden_for(allowed)
         masks = tuple(made_masks(k + offset, allowed, hid))
         mode = (
             trace if trace != "auto" else ("exact" if offset <= EXACT_TRACE_MAX else "hutchinson")

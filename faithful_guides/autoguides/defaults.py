@@ -7,6 +7,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 MAX_INPUT = 64
 """Sites with more features per grid cell than this are not network inputs (a long vector
 site would make every reader's first layer as wide as itself); the readers' free
@@ -34,3 +36,18 @@ def default_hidden(widest: int) -> tuple[int, int]:
     """The default ``hidden_dims``: two layers of ``max(32, 2 F)`` units, ``F`` the most input
     features any one output of a network sees together (so each layer can carry them)."""
     return (max(32, 2 * widest),) * 2
+
+
+def default_hidden_for(rows: Sequence[frozenset[int]]) -> tuple[int, int]:
+    """The default ``hidden_dims`` of a network whose output ``j`` reads the input features
+    ``rows[j]``: :func:`default_hidden` for the widest row, widened to a unit per input
+    feature read (so that :func:`~faithful_guides.graph.masks.made_masks` can give every
+    output all of its inputs).
+
+    Example:
+        >>> default_hidden_for([frozenset(range(40)), frozenset({40})])
+        (80, 80)
+    """
+    union = frozenset().union(*rows) if rows else frozenset()
+    width = max(default_hidden(max(map(len, rows), default=0))[0], len(union))
+    return (width, width)

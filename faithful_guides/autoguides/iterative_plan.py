@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from faithful_guides.autoguides.defaults import MAX_INPUT, default_hidden
+from faithful_guides.autoguides.defaults import MAX_INPUT, default_hidden_for
 from faithful_guides.autoguides.layout import SiteLayout
 from faithful_guides.autoguides.structure import Block, Group, GuideStructure
 from faithful_guides.graph.masks import made_masks
@@ -163,8 +163,8 @@ def build_iterative_plan(
         inputs: ``"gradient"`` or ``"error"``.
         observed_inputs: whether the updates also read the observations.
         encoder: whether the initial :math:`\\lambda` comes from an encoder of the data.
-        hidden: hidden widths (default: :func:`~faithful_guides.autoguides.defaults.default_hidden`
-            of the widest row, widened to carry every input the group reads).
+        hidden: hidden widths (default:
+            :func:`~faithful_guides.autoguides.defaults.default_hidden_for` the rows).
     """
     width = STATE_WIDTH[inputs]
     specs = [
@@ -176,13 +176,13 @@ def build_iterative_plan(
     for g, (blocks, outputs, allowed, long_sites) in zip(structure.groups, specs, strict=True):
         in_size = sum(b.size for b in blocks)
         rows = [a for a, _ in allowed]
-        hid = tuple(hidden) if hidden else _default_hidden(rows)
+        hid = tuple(hidden) if hidden else default_hidden_for(rows)
         masks = tuple(made_masks(in_size, rows * 4, hid)) if outputs else None
         enc_masks, enc_skip = None, None
         data_size = sum(b.size for b in blocks if b.kind == "data")
         data_rows = [d for _, d in allowed]
         if encoder and outputs and any(data_rows):
-            enc_hidden = tuple(hidden) if hidden else _default_hidden(data_rows)
+            enc_hidden = tuple(hidden) if hidden else default_hidden_for(data_rows)
             enc_masks = tuple(made_masks(data_size, data_rows * 2, enc_hidden))
             embedded = set()  # a summary's embedding reaches the outputs through hidden layers
             for b in blocks:
@@ -197,15 +197,6 @@ def build_iterative_plan(
         )
     ew = tuple(made_masks(width, [frozenset(range(width))] * 4, (32, 32)))
     return IterativePlan(structure, tuple(groups), inputs, ew)
-
-
-def _default_hidden(rows: Sequence[frozenset[int]]) -> tuple[int, int]:
-    """Two layers wide enough to carry every input some output reads (a hidden unit per
-    input at least, :func:`~faithful_guides.graph.masks.made_masks`), and at least the
-    house default for the widest row."""
-    union = frozenset().union(*rows) if rows else frozenset()
-    width = max(default_hidden(max(map(len, rows), default=0))[0], len(union))
-    return (width, width)
 
 
 def _relation(site: tuple[bool, ...], group: tuple[bool, ...]) -> tuple[int, ...] | None:
